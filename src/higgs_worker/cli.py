@@ -1,0 +1,97 @@
+"""The ``higgs-worker`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .schema import RequestError, SpeechRequest
+
+
+def _make_tiny(args: argparse.Namespace) -> int:
+    from .engine.tiny import BENCH_SIZE, TinySize, make_tiny_model
+
+    size = BENCH_SIZE if args.bench_size else TinySize()
+    out = make_tiny_model(args.dir, seed=args.seed, size=size)
+    print(f"wrote {out}/model and {out}/tokenizer")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .engine import ModelLoadError
+    from .service import SpeechService
+    from .settings import get_settings
+
+    fmt = args.format or (Path(args.out).suffix.lstrip(".") or "wav")
+    body = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8"),
+            "format": fmt}
+    for key in ("scene", "seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method"):
+        value = getattr(args, key)
+        if value is not None:
+            body["scene_prompt" if key == "scene" else key] = value
+    if args.voice:
+        body["ref_audio"] = args.voice
+    try:
+        request = SpeechRequest.parse(body)
+        result = SpeechService(get_settings()).synthesize(request)
+    except RequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    Path(args.out).write_bytes(result.audio)
+    print(json.dumps({"out": str(args.out), **result.metadata()}, indent=2))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from .settings import settings_table
+
+    print(settings_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="higgs-worker", description="Higgs Audio V2 text-to-speech worker")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-tiny-model", help="write a random tiny Higgs Audio V2 (model + tokenizer)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bench-size", action="store_true", help="the ~50M-parameter size the benchmarks use")
+    p.set_defaults(func=_make_tiny)
+
+    p = sub.add_parser("synth", help="speak text into an audio file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text")
+    src.add_argument("--text-file")
+    p.add_argument("--voice", help="preset name(s), comma-separated for [SPEAKERn] dialogue")
+    p.add_argument("--scene")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", dest="top_p", type=float)
+    p.add_argument("--top-k", dest="top_k", type=int)
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    p.add_argument("--chunk-method", dest="chunk_method", choices=["word", "speaker"])
+    p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"])
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("settings", help="print the configuration table (Markdown)")
+    p.set_defaults(func=_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

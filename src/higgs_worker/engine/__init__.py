@@ -1,0 +1,54 @@
+"""Model loading, prompts, generation and decoding: the part that knows the model and nothing of callers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .engine import Cancelled, Engine, Generation, Sampling
+from .loader import LoadedModel, ModelLoadError, load_model
+from .prompt import AudioTurn, Context, Prompt, build_context
+
+__all__ = ["AudioTurn", "Cancelled", "Context", "Engine", "EngineHolder", "Generation", "LoadedModel",
+           "ModelLoadError", "Prompt", "Sampling", "build_context", "load_model"]
+
+
+class EngineHolder:
+    """Loads the engine once, on first use or at start; concurrent first callers wait for the one load.
+
+    A failed load is remembered (``error``) and raised to every caller until :meth:`reset`, so a broken model
+    folder does not turn each request into a new multi-second load attempt.
+    """
+
+    def __init__(self, factory: Callable[[], Engine]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.error: Exception | None = None
+        self.loading = False
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    def get(self) -> Engine:
+        if self._engine is not None:
+            return self._engine
+        with self._lock:
+            if self._engine is None:
+                if self.error is not None:
+                    raise self.error
+                self.loading = True
+                try:
+                    self._engine = self._factory()
+                except Exception as exc:
+                    self.error = exc
+                    raise
+                finally:
+                    self.loading = False
+            return self._engine
+
+    def reset(self) -> None:
+        with self._lock:
+            self._engine = None
+            self.error = None

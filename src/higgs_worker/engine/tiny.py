@@ -1,0 +1,170 @@
+"""A tiny, random Higgs Audio V2 written in the real repositories' layout.
+
+The real weights cannot be fetched everywhere (CI, offline demos), so the project makes its own small model
+with the same transformers classes and ``save_pretrained``. It is then loaded by exactly the code that loads
+the real one (:mod:`higgs_worker.engine.loader`), which is the point: nothing downstream knows it is tiny.
+
+Layout written (as the two hub repos):
+
+* ``DIR/model``: ``config.json`` + weights of :class:`HiggsAudioV2ForConditionalGeneration`, the text tokenizer,
+  the feature extractor (``preprocessor_config.json``) and a ``generation_config.json``.
+* ``DIR/tokenizer``: ``config.json`` + weights of :class:`HiggsAudioV2TokenizerModel` (the audio codec).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+#: The special tokens the Llama-3 chat format and Higgs Audio V2 use, in the order they get ids after the bytes.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|audio_bos|>",
+    "<|audio_eos|>",
+    "<|audio_out_bos|>",
+    "<|reserved_special_token_6|>",
+    "<|AUDIO|>",
+    "<|AUDIO_OUT|>",
+    "<|scene_desc_start|>",
+    "<|scene_desc_end|>",
+)
+
+#: Codec frame rate of the real tokenizer: 24 kHz / 960 samples per frame.
+TINY_HOP = (8, 5, 4, 6)
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Shape of the random LLM. The default keeps the test suite fast on two cores."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 4096
+
+
+#: About 50M parameters: the size the CPU benchmarks use.
+BENCH_SIZE = TinySize(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+                      intermediate_size=1024)
+
+
+def _text_tokenizer():
+    """A byte-level BPE with no merges: every byte is a token, plus the chat and audio special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+        model_max_length=131072,
+    )
+
+
+def _codec_config():
+    from transformers import DacConfig, HubertConfig, HiggsAudioV2TokenizerConfig
+
+    acoustic = DacConfig(
+        encoder_hidden_size=4,
+        downsampling_ratios=list(TINY_HOP),
+        decoder_hidden_size=32,
+        upsampling_ratios=list(TINY_HOP),
+        hidden_size=64,
+        n_codebooks=8,
+        codebook_size=1024,
+        codebook_dim=8,
+    )
+    semantic = HubertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16, 16, 16, 16, 16),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        mask_time_prob=0.0,
+    )
+    return HiggsAudioV2TokenizerConfig(
+        acoustic_model_config=acoustic.to_dict(),
+        semantic_model_config=semantic.to_dict(),
+        target_bandwidths=[0.5, 1, 1.5, 2],
+        codebook_size=1024,
+        codebook_dim=8,
+        sample_rate=24000,
+        semantic_sample_rate=16000,
+        downsample_factor=320,
+    )
+
+
+def make_tiny_model(out_dir: str | Path, seed: int = 0, size: TinySize = TinySize()) -> Path:
+    """Write a random tiny Higgs Audio V2 (LLM + text tokenizer + codec) under ``out_dir``; returns ``out_dir``.
+
+    Seeded: the same ``seed`` and ``size`` write the same weights.
+    """
+    from transformers import (
+        DacFeatureExtractor,
+        GenerationConfig,
+        HiggsAudioV2Config,
+        HiggsAudioV2ForConditionalGeneration,
+        HiggsAudioV2TokenizerModel,
+    )
+
+    out = Path(out_dir)
+    model_dir, codec_dir = out / "model", out / "tokenizer"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    codec_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = _text_tokenizer()
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    head_dim = size.hidden_size // size.num_attention_heads
+    config = HiggsAudioV2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=size.hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        num_key_value_heads=size.num_key_value_heads,
+        head_dim=head_dim,
+        max_position_embeddings=size.max_position_embeddings,
+        num_codebooks=8,
+        codebook_size=1026,
+        pad_token_id=ids["<|end_of_text|>"],
+        bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=ids["<|eot_id|>"],
+        audio_token_id=ids["<|AUDIO_OUT|>"],
+        audio_bos_token_id=ids["<|audio_out_bos|>"],
+        audio_delay_token_id=ids["<|reserved_special_token_6|>"],
+        audio_stream_bos_id=1024,
+        audio_stream_eos_id=1025,
+    )
+    torch.manual_seed(seed)
+    model = HiggsAudioV2ForConditionalGeneration(config).eval()
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    DacFeatureExtractor(feature_size=1, sampling_rate=24000, hop_length=960).save_pretrained(model_dir)
+    GenerationConfig(
+        do_sample=True, temperature=0.3, top_p=0.95, top_k=50,
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id,
+    ).save_pretrained(model_dir)
+
+    torch.manual_seed(seed + 1)
+    codec = HiggsAudioV2TokenizerModel(_codec_config()).eval()
+    codec.save_pretrained(codec_dir)
+    (out / "TINY_MODEL.json").write_text(json.dumps({"seed": seed, "size": size.__dict__}, indent=2) + "\n")
+    return out

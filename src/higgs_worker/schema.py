@@ -1,0 +1,207 @@
+"""The one request schema every entry point converts into, the result, and the error types.
+
+Validation only: limits come from :mod:`higgs_worker.settings`; nothing here touches the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .settings import get_settings
+
+AudioFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
+ChunkMethod = Literal["word", "speaker"]
+
+#: A preset or uploaded voice name.
+VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+
+
+#: Error locations reported under an alias, and the field name users are told instead.
+_ALIASES = {"text": "transcript"}
+
+
+class RequestError(ValueError):
+    """A request the worker refuses; ``field`` names the offending input and ``message`` says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> RequestError:
+        """The first problem pydantic found, phrased with its field name."""
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        loc = _ALIASES.get(loc, loc)
+        msg = first.get("msg", "invalid value")
+        if first.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        msg = msg.removeprefix("Value error, ")
+        return cls(loc, msg)
+
+
+class EngineError(RuntimeError):
+    """The model failed on a valid request (load failure, out of memory, ...)."""
+
+
+class SpeechRequest(BaseModel):
+    """A text-to-speech request: what to say, in which voice and scene, how to sample, what to return."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+
+    transcript: str = Field(..., alias="text", description="Text to speak; `[SPEAKER0]`/`[SPEAKER1]` tags for dialogue.")
+    ref_audio: str | None = Field(None, description="Voice: preset name(s) (`belinda` or `belinda,broom_salesman`), or base64 audio (with `ref_text`).")
+    ref_text: str | None = Field(None, description="Transcript of base64 `ref_audio`.")
+    scene_prompt: str | None = Field(None, description="Scene description placed in the system turn.")
+    temperature: float = Field(0.3, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")
+    top_k: int = Field(50, ge=0, le=1024, description="Top-k sampling; 0 disables it.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Random seed; the same seed gives the same audio.")
+    max_new_tokens: int = Field(2048, ge=1, description="Most audio frames generated per chunk (25 frames per second).")
+    ras_win_len: int = Field(7, ge=0, le=64, description="Repetition-aware sampling window in frames; 0 disables it.")
+    ras_win_max_num_repeat: int = Field(2, ge=1, le=64, description="Repeats within the window that trigger resampling.")
+    chunk_method: ChunkMethod | None = Field(None, description="Split long text by `word` count or `speaker` turn.")
+    chunk_max_word_num: int = Field(200, ge=1, le=2000, description="Words per chunk with `chunk_method=word`.")
+    chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `chunk_method=speaker`.")
+    generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
+    format: AudioFormat = Field("wav", description="Output encoding.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "transcript" in data and "text" in data:
+            raise ValueError("give either `transcript` or `text`, not both")
+        return data
+
+    @field_validator("transcript")
+    @classmethod
+    def _text_limits(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        limit = get_settings().max_text_chars
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_TEXT_CHARS)")
+        return value
+
+    @field_validator("scene_prompt", "ref_text")
+    @classmethod
+    def _short_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        limit = get_settings().max_scene_chars
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_SCENE_CHARS)")
+        return value.strip() or None
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int) -> int:
+        limit = get_settings().max_new_tokens_limit
+        if value > limit:
+            raise ValueError(f"is {value}; the limit is {limit} (MAX_NEW_TOKENS_LIMIT)")
+        return value
+
+    @field_validator("ref_audio")
+    @classmethod
+    def _ref_audio(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if is_voice_names(value):
+            names = voice_names(value)
+            limit = get_settings().max_speakers
+            if len(names) > limit:
+                raise ValueError(f"names {len(names)} voices; the limit is {limit} (MAX_SPEAKERS)")
+        return value
+
+    @model_validator(mode="after")
+    def _base64_needs_text(self) -> SpeechRequest:
+        if self.ref_audio is not None and not is_voice_names(self.ref_audio) and not self.ref_text:
+            raise RequestError("ref_text", "is required with base64 `ref_audio` (the transcript of that audio)")
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> SpeechRequest:
+        """Validate ``data``; raise :class:`RequestError` naming the field on any problem."""
+        if not isinstance(data, dict):
+            raise RequestError("input", "must be a JSON object")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            cause = exc.errors()[0].get("ctx", {}).get("error")
+            if isinstance(cause, RequestError):
+                raise cause from None
+            raise RequestError.from_validation(exc) from None
+
+    @property
+    def voice_names(self) -> list[str]:
+        """Preset names in ``ref_audio``, empty when it is absent or base64 audio."""
+        if self.ref_audio is None or not is_voice_names(self.ref_audio):
+            return []
+        return voice_names(self.ref_audio)
+
+
+def voice_names(value: str) -> list[str]:
+    return [n.strip() for n in value.split(",")]
+
+
+def is_voice_names(value: str) -> bool:
+    """True when ``value`` is a comma-separated list of voice names rather than base64 audio."""
+    return all(VOICE_NAME.match(n) for n in voice_names(value)) and len(value) <= 64 * 9
+
+
+@dataclass
+class Usage:
+    """Token accounting: text tokens in the prompts, audio frames generated."""
+
+    prompt_tokens: int = 0
+    audio_frames: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.audio_frames,
+                "total_tokens": self.prompt_tokens + self.audio_frames}
+
+
+@dataclass
+class SpeechResult:
+    """Generated speech: the waveform, its encoding and what it cost."""
+
+    waveform: np.ndarray
+    sample_rate: int
+    format: str
+    audio: bytes
+    seed: int
+    chunks: int
+    frames: int
+    generation_s: float
+    usage: Usage = field(default_factory=Usage)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.waveform) / self.sample_rate
+
+    @property
+    def real_time_factor(self) -> float:
+        """Generation time over audio duration: below 1 is faster than real time."""
+        return self.generation_s / self.duration_s if self.duration_s > 0 else 0.0
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "sample_rate": self.sample_rate,
+            "duration_s": round(self.duration_s, 4),
+            "frames": self.frames,
+            "chunks": self.chunks,
+            "seed": self.seed,
+            "generation_s": round(self.generation_s, 4),
+            "real_time_factor": round(self.real_time_factor, 4),
+            "usage": self.usage.as_dict(),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }

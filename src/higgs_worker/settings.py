@@ -1,0 +1,104 @@
+"""Every environment variable the worker reads, typed, with its default and meaning.
+
+Nothing else in the package reads ``os.environ`` for configuration: ask :func:`get_settings`.
+The README's configuration table is generated from this class (``higgs-worker settings --markdown``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
+DEFAULT_TOKENIZER_REPO = "bosonai/higgs-audio-v2-tokenizer"
+
+
+class Settings(BaseSettings):
+    """The worker's configuration. Field names are the environment variable names, upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
+                                      protected_namespaces=())
+
+    # Where things live.
+    volume_root: Path = Field(Path("/runpod-volume"), description="Network volume root; models and voices live below it.")
+    model_path: Path | None = Field(None, description="Local folder of the LLM repo (default `$VOLUME_ROOT/models/higgs-audio-v2-generation-3B-base`).")
+    tokenizer_path: Path | None = Field(None, description="Local folder of the audio tokenizer repo (default `$VOLUME_ROOT/models/higgs-audio-v2-tokenizer`).")
+    model_repo: str = Field(DEFAULT_MODEL_REPO, description="Hugging Face repo of the LLM, fetched into `MODEL_PATH`.")
+    model_revision: str = Field("main", description="Revision (branch, tag or commit) of `MODEL_REPO`.")
+    tokenizer_repo: str = Field(DEFAULT_TOKENIZER_REPO, description="Hugging Face repo of the audio tokenizer.")
+    tokenizer_revision: str = Field("main", description="Revision of `TOKENIZER_REPO`.")
+    voices_dir: Path | None = Field(None, description="Voice presets (`NAME.wav` + `NAME.txt`) and uploads (default `$VOLUME_ROOT/voices`).")
+    log_dir: Path = Field(Path("/app/logs"), description="Folder for `bootstrap.log` and `server.log`.")
+    higgs_demo: bool = Field(False, description="Offline demo: make (once) and serve the tiny random model instead of the real one.")
+    demo_dir: Path = Field(Path.home() / ".cache" / "higgs-worker" / "tiny-model", description="Where the demo's tiny model is written.")
+
+    # Model runtime.
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="`auto` picks `cuda` when present, else `cpu`.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="`auto`: bfloat16 on GPU, float32 on CPU.")
+    preload_models: bool = Field(True, description="Load the model at start instead of on the first request.")
+    max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")
+
+    # HTTP server.
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP server.")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping` and `/health` needs one.")
+
+    # Request limits.
+    max_text_chars: int = Field(20000, ge=1, description="Longest `transcript` accepted, in characters.")
+    max_chunks: int = Field(64, ge=1, description="Most text chunks one request may be split into.")
+    max_new_tokens_limit: int = Field(4096, ge=1, description="Largest `max_new_tokens` (audio frames per chunk, 25 per second) a request may ask for.")
+    max_scene_chars: int = Field(4000, ge=1, description="Longest `scene_prompt` accepted, in characters.")
+    max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest decoded reference audio accepted, in bytes.")
+    max_ref_audio_seconds: float = Field(60.0, gt=0, description="Longest reference audio accepted, in seconds.")
+    max_speakers: int = Field(8, ge=1, description="Most reference voices in one request.")
+
+    # Storage.
+    aws_access_key_id: SecretStr | None = Field(None, description="S3 access key (standard AWS chain when unset).")
+    aws_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    aws_default_region: str | None = Field(None, description="S3 region.")
+    aws_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (R2, MinIO); unset for AWS.")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if self.higgs_demo:
+            self.model_path = self.model_path or self.demo_dir / "model"
+            self.tokenizer_path = self.tokenizer_path or self.demo_dir / "tokenizer"
+        models = self.volume_root / "models"
+        self.model_path = self.model_path or models / DEFAULT_MODEL_REPO.split("/")[1]
+        self.tokenizer_path = self.tokenizer_path or models / DEFAULT_TOKENIZER_REPO.split("/")[1]
+        self.voices_dir = self.voices_dir or self.volume_root / "voices"
+        return self
+
+    @property
+    def api_key_list(self) -> list[str]:
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()
+
+
+def settings_table() -> str:
+    """The README's configuration table, in Markdown."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default is None else str(default)
+        if name == "demo_dir":
+            shown = "~/.cache/higgs-worker/tiny-model"
+        rows.append(f"| `{name.upper()}` | `{shown}` | {field.description} |" if shown else
+                    f"| `{name.upper()}` | | {field.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,76 @@
+"""Shared fixtures: the tiny model (made once per session by the real generator), settings, the voices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from higgs_worker import settings as settings_module
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HIGGS_SHARED_DIR", REPO.parent / "shared"))
+SHARED_VOICES = SHARED / "voices"
+
+
+def shared_voices_or_skip() -> Path:
+    if not (SHARED_VOICES / "belinda.wav").exists():
+        pytest.skip(f"the shared voice presets are not beside the project ({SHARED_VOICES} is absent)")
+    return SHARED_VOICES
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from higgs_worker.engine.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+@pytest.fixture()
+def voices_dir(tmp_path) -> Path:
+    """A voice folder holding copies of a few shared presets (made per test, never in the project tree)."""
+    src = shared_voices_or_skip()
+    dst = tmp_path / "voices"
+    dst.mkdir()
+    for name in ("belinda", "broom_salesman", "en_man", "chadwick"):
+        for ext in (".wav", ".txt"):
+            shutil.copy(src / f"{name}{ext}", dst / f"{name}{ext}")
+    return dst
+
+
+@pytest.fixture()
+def env(monkeypatch, tiny_model_dir, tmp_path):
+    """Environment pointing the worker at the tiny model; yields a setter for more variables."""
+    monkeypatch.setenv("MODEL_PATH", str(tiny_model_dir / "model"))
+    monkeypatch.setenv("TOKENIZER_PATH", str(tiny_model_dir / "tokenizer"))
+    monkeypatch.setenv("VOLUME_ROOT", str(tmp_path / "volume"))
+    monkeypatch.setenv("LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.delenv("HIGGS_DEMO", raising=False)
+    settings_module.reset_settings()
+
+    def set_(**values: str) -> None:
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        settings_module.reset_settings()
+
+    yield set_
+    settings_module.reset_settings()
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_model_dir):
+    from higgs_worker.engine import Engine, load_model
+
+    return Engine(load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "float32"))
+
+
+@pytest.fixture()
+def service(env, engine, voices_dir):
+    from higgs_worker.engine import EngineHolder
+    from higgs_worker.service import SpeechService
+    from higgs_worker.settings import get_settings
+
+    env(VOICES_DIR=str(voices_dir))
+    return SpeechService(get_settings(), holder=EngineHolder(lambda: engine))

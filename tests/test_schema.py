@@ -1,0 +1,57 @@
+import pytest
+
+from higgs_worker.schema import RequestError, SpeechRequest
+
+
+def parse(**body):
+    return SpeechRequest.parse(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        ({"transcript": "   "}, "transcript", "empty"),
+        ({"transcript": "hi", "temperature": -0.1}, "temperature", "greater than or equal to 0"),
+        ({"transcript": "hi", "top_p": 0}, "top_p", "greater than 0"),
+        ({"transcript": "hi", "top_p": 1.5}, "top_p", "less than or equal to 1"),
+        ({"transcript": "hi", "format": "ogg"}, "format", "wav"),
+        ({"transcript": "hi", "bogus": 1}, "bogus", "unknown field"),
+        ({"transcript": "hi", "ref_audio": "!!notbase64!!" * 10}, "ref_text", "required"),
+        ({"transcript": "hi", "max_new_tokens": 10**6}, "max_new_tokens", "MAX_NEW_TOKENS_LIMIT"),
+        ({}, "transcript", "required"),
+    ],
+)
+def test_bad_input_names_the_field(env, body, field, needle):
+    with pytest.raises(RequestError) as err:
+        SpeechRequest.parse(body)
+    assert err.value.field == field
+    assert needle.lower() in err.value.message.lower()
+
+
+def test_text_over_the_limit_names_field_and_limit(env):
+    env(MAX_TEXT_CHARS="50")
+    with pytest.raises(RequestError) as err:
+        parse(transcript="x" * 51)
+    assert err.value.field == "transcript"
+    assert "50" in err.value.message and "MAX_TEXT_CHARS" in err.value.message
+
+
+def test_text_alias_and_defaults(env):
+    req = parse(text="Hello")
+    assert req.transcript == "Hello"
+    assert (req.temperature, req.top_p, req.top_k, req.format) == (0.3, 0.95, 50, "wav")
+    with pytest.raises(RequestError) as err:
+        parse(text="a", transcript="b")
+    assert "transcript" in str(err.value)
+
+
+def test_voice_names_versus_base64(env):
+    assert parse(transcript="hi", ref_audio="belinda, broom_salesman").voice_names == ["belinda", "broom_salesman"]
+    req = parse(transcript="hi", ref_audio="UklGRi" + "A" * 100, ref_text="words")
+    assert req.voice_names == []
+
+
+def test_not_an_object():
+    with pytest.raises(RequestError) as err:
+        SpeechRequest.parse(["transcript"])
+    assert err.value.field == "input"
