@@ -156,10 +156,14 @@ class StreamEncoder:
 
 
 def encode(wave: np.ndarray, fmt: str, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Encode a whole waveform; WAV gets exact size fields."""
+    """Encode a whole waveform; WAV and FLAC get exact length fields (a stream cannot know them)."""
     if fmt == "wav":
         pcm = to_int16(wave).tobytes()
         return wav_header(sample_rate, len(pcm)) + pcm
+    if fmt == "flac":
+        buf = io.BytesIO()
+        sf.write(buf, to_int16(wave), sample_rate, format="FLAC", subtype="PCM_16")
+        return buf.getvalue()
     enc = StreamEncoder(fmt, sample_rate)
     return enc.feed(wave) + enc.close()
 

@@ -112,6 +112,26 @@ def _codec_config():
     )
 
 
+@torch.no_grad()
+def _give_codec_range(codec, generator: torch.Generator) -> None:
+    """Make the random codec behave like a codec: distinct codes for distinct audio, audio that depends on codes.
+
+    A freshly initialised codec has all-zero codebooks (every frame encodes to the same code and decodes to the
+    same sound) and near-silent output; tests of cloning and decoding would then prove nothing.
+    """
+    for module in codec.modules():
+        if module.__class__.__name__ == "Snake1d":
+            module.alpha.fill_(1.0)
+    for q in codec.quantizer.quantizers:
+        q.codebook.embed.copy_(torch.randn(q.codebook.embed.shape, generator=generator))
+        q.codebook.embed_avg.copy_(q.codebook.embed)
+        q.codebook.cluster_size.fill_(1.0)
+        q.project_in.weight.normal_(0.0, 1.0, generator=generator)
+        q.project_out.weight.normal_(0.0, 0.5, generator=generator)
+    codec.fc2.weight.normal_(0.0, 0.3, generator=generator)
+    codec.acoustic_decoder.conv2.weight.mul_(20.0)
+
+
 def make_tiny_model(out_dir: str | Path, seed: int = 0, size: TinySize = TinySize()) -> Path:
     """Write a random tiny Higgs Audio V2 (LLM + text tokenizer + codec) under ``out_dir``; returns ``out_dir``.
 
@@ -165,6 +185,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, size: TinySize = TinySiz
 
     torch.manual_seed(seed + 1)
     codec = HiggsAudioV2TokenizerModel(_codec_config()).eval()
+    _give_codec_range(codec, torch.Generator().manual_seed(seed + 2))
     codec.save_pretrained(codec_dir)
     (out / "TINY_MODEL.json").write_text(json.dumps({"seed": seed, "size": size.__dict__}, indent=2) + "\n")
     return out

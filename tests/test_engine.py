@@ -1,0 +1,91 @@
+"""The engine on the tiny model, loaded by the real loader."""
+
+import numpy as np
+import pytest
+import torch
+
+from higgs_worker.engine import Engine, Prompt, Sampling, load_model
+from higgs_worker.engine.codes import generated_codes
+from higgs_worker.engine.loader import ModelLoadError, resolve_device, resolve_dtype
+from higgs_worker.engine.prompt import AudioTurn, model_inputs
+
+GREEDY = Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=24)
+SAMPLED = Sampling(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=24)
+
+
+def test_device_and_dtype_defaults():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("float16", torch.device("cpu")) == torch.float16
+
+
+def test_loader_refuses_missing_folders(tmp_path):
+    with pytest.raises(ModelLoadError, match="MODEL_PATH folder"):
+        load_model(tmp_path / "nope", tmp_path / "nope2", "cpu", "float32")
+
+
+def test_loader_uses_local_files_only(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any hub call would fail
+    loaded = load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "auto")
+    assert loaded.dtype == torch.float32 and loaded.device.type == "cpu"
+    assert loaded.sample_rate == 24000 and loaded.frame_rate == 25
+
+
+def test_same_seed_same_codes_different_seed_differs(engine):
+    prompt = Prompt(text="The same words twice.")
+    a = engine.generate(prompt, SAMPLED, seed=7)
+    b = engine.generate(prompt, SAMPLED, seed=7)
+    c = engine.generate(prompt, SAMPLED, seed=8)
+    assert a.codes.shape[0] > 0
+    assert torch.equal(a.codes, b.codes)
+    assert not torch.equal(a.codes, c.codes)
+    assert np.array_equal(engine.decode(a.codes), engine.decode(b.codes))
+
+
+def test_greedy_codes_equal_a_direct_generate_on_processor_inputs(engine):
+    """Fidelity: the engine's path gives what ``model.generate`` gives on the processor's own inputs."""
+    rng = np.random.default_rng(1)
+    wave = (rng.standard_normal(36000) * 0.1).astype(np.float32)
+    prompt = Prompt(text="Fidelity check.", scene="A quiet room.",
+                    turns=[AudioTurn("Reference.", engine.encode_reference(wave))])
+    ours = engine.generate(prompt, GREEDY, seed=0)
+
+    text, _ = prompt.render()
+    inputs = engine.processor(text=text, audio=[wave], return_tensors="pt", add_special_tokens=False)
+    out = engine.model.generate(**inputs, do_sample=False, max_new_tokens=GREEDY.max_new_tokens,
+                                return_dict_in_generate=True)
+    direct = generated_codes(out.audio_sequences[0, inputs["audio_input_ids"].shape[1]:])
+    assert ours.codes.shape[0] > 0
+    assert torch.equal(ours.codes, direct)
+    reference_audio = engine.processor.batch_decode(out.audio_sequences[:, inputs["audio_input_ids"].shape[1]:])[0]
+    assert np.allclose(engine.decode(ours.codes), reference_audio.numpy(), atol=1e-6)
+
+
+def test_reference_codes_are_encoded_once_and_reach_the_prompt(engine):
+    rng = np.random.default_rng(2)
+    wave = (rng.standard_normal(30000) * 0.1).astype(np.float32)
+    before = engine.reference_encodes
+    codes = engine.encode_reference(wave)
+    again = engine.encode_reference(wave.copy())
+    assert engine.reference_encodes == before + 1 and again is codes
+    assert codes.shape == (int(np.ceil(30000 / 960)), 8)
+    inputs = model_inputs(engine.processor, Prompt(text="x", turns=[AudioTurn("y", codes)]))
+    delayed = inputs["audio_input_ids"][0]
+    assert torch.equal(generated_codes(delayed), codes)
+
+
+def test_cancel_before_start_raises(engine):
+    import threading
+
+    from higgs_worker.engine import Cancelled
+
+    event = threading.Event()
+    event.set()
+    with pytest.raises(Cancelled):
+        engine.generate(Prompt(text="never"), SAMPLED, seed=1, cancel=event)
+
+
+def test_decode_of_no_codes_is_empty(engine: Engine):
+    assert engine.decode(torch.zeros((0, 8), dtype=torch.long)).shape == (0,)
