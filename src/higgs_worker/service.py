@@ -10,12 +10,16 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import audio, text
 from .engine import AudioTurn, Engine, EngineHolder, Sampling, build_context
+from .engine.streaming import StreamDecoder
 from .schema import RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
 from .voices import VoiceLibrary
@@ -78,50 +82,125 @@ class SpeechService:
                                              f"{self.settings.max_chunks} (MAX_CHUNKS)")
         return normalised, chunks
 
-    def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
-        """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
-        started = time.perf_counter()
-        normalised, chunks = self.plan(request)
+    def _chunks(self, request: SpeechRequest, cancel: threading.Event | None,
+                record: _Record) -> Iterator[torch.Tensor]:
+        """Generate the request chunk by chunk, yielding each chunk's plain codes as soon as it is done."""
+        _, chunks = self.plan(request)
         references = self.voices.resolve(request)
-        speakers = text.speaker_tags(normalised)
-        timings: dict[str, float] = {}
+        speakers = text.speaker_tags(text.normalize(request.transcript))
 
         t = time.perf_counter()
         engine = self.engine
-        timings["model_load"] = time.perf_counter() - t
-
+        record.timings["model_load"] = time.perf_counter() - t
         t = time.perf_counter()
         turns = [AudioTurn(r.transcript, engine.encode_reference(r.wave)) for r in references]
-        timings["reference_encode"] = time.perf_counter() - t
+        record.timings["reference_encode"] = time.perf_counter() - t
         context = build_context(request.scene_prompt, turns, speakers)
 
-        seed = request.seed if request.seed is not None else secrets.randbits(63)
         sampling = Sampling(request.temperature, request.top_p, request.top_k, request.ras_win_len,
                             request.ras_win_max_num_repeat, request.max_new_tokens)
         history: list[AudioTurn] = []
-        pieces: list[torch.Tensor] = []
-        usage = Usage()
-        generation_s = 0.0
         buffer = request.generation_chunk_buffer_size
+        record.chunks = len(chunks)
         for index, chunk in enumerate(chunks):
             kept = history[-buffer:] if buffer else []
-            result = engine.generate(context.prompt(chunk, kept), sampling, seed + index, cancel)
-            generation_s += result.seconds
-            usage.prompt_tokens += result.prompt_tokens
-            usage.audio_frames += result.steps
-            pieces.append(result.codes)
+            result = engine.generate(context.prompt(chunk, kept), sampling, record.seed + index, cancel)
+            record.generation_s += result.seconds
+            record.usage.prompt_tokens += result.prompt_tokens
+            record.usage.audio_frames += result.steps
+            record.frames += int(result.codes.shape[0])
             history.append(AudioTurn(chunk, result.codes))
-        timings["generate"] = generation_s
+            yield result.codes
+        record.timings["generate"] = record.generation_s
 
+    def _record(self, request: SpeechRequest) -> _Record:
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        return _Record(seed=seed, started=time.perf_counter())
+
+    def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
+        """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
+        record = self._record(request)
+        self.plan(request)  # refuse bad text before touching voices or the model
+        pieces = list(self._chunks(request, cancel, record))
+        engine = self.engine
         t = time.perf_counter()
         codes = torch.cat(pieces) if pieces else torch.zeros((0, engine.num_codebooks), dtype=torch.long)
         wave = engine.decode(codes)  # one decode over all chunks: no seams at the joins
-        timings["decode"] = time.perf_counter() - t
-
+        record.timings["decode"] = time.perf_counter() - t
         t = time.perf_counter()
         encoded = audio.encode(wave, request.format, engine.sample_rate)
-        timings["encode"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - started
-        return SpeechResult(waveform=wave, sample_rate=engine.sample_rate, format=request.format, audio=encoded,
-                            seed=seed, chunks=len(chunks), frames=int(codes.shape[0]), generation_s=generation_s,
-                            usage=usage, timings=timings)
+        record.timings["encode"] = time.perf_counter() - t
+        return record.result(wave, engine.sample_rate, request.format, encoded)
+
+    def synthesize_stream(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechStream:
+        """The same speech as :meth:`synthesize`, as waveform pieces while it is generated."""
+        self.plan(request)
+        return SpeechStream(self, request, cancel)
+
+
+@dataclass
+class _Record:
+    """What one request cost, filled in while it runs."""
+
+    seed: int
+    started: float
+    chunks: int = 0
+    frames: int = 0
+    generation_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    timings: dict[str, float] = field(default_factory=dict)
+    first_audio_s: float | None = None
+
+    def result(self, wave, sample_rate: int, fmt: str, encoded: bytes) -> SpeechResult:
+        self.timings["total"] = time.perf_counter() - self.started
+        return SpeechResult(waveform=wave, sample_rate=sample_rate, format=fmt, audio=encoded, seed=self.seed,
+                            chunks=self.chunks, frames=self.frames, generation_s=self.generation_s,
+                            usage=self.usage, timings=self.timings)
+
+
+class SpeechStream:
+    """Iterate for float32 waveform pieces; afterwards :meth:`metadata` says what was made.
+
+    Pieces come from incremental codec decoding, so their concatenation equals the non-streamed waveform
+    within the tolerance stated in :mod:`higgs_worker.engine.streaming`.
+    """
+
+    def __init__(self, service: SpeechService, request: SpeechRequest, cancel: threading.Event | None) -> None:
+        self.request = request
+        self.sample_rate = 0
+        self._service = service
+        self._cancel = cancel
+        self._record = service._record(request)
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        engine = self._service.engine
+        self.sample_rate = engine.sample_rate
+        decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
+        record = self._record
+        for codes in self._service._chunks(self.request, self._cancel, record):
+            piece = decoder.push(codes)
+            if piece.size:
+                if record.first_audio_s is None:
+                    record.first_audio_s = time.perf_counter() - record.started
+                self.samples += piece.size
+                yield piece
+        tail = decoder.flush()
+        if tail.size:
+            if record.first_audio_s is None:
+                record.first_audio_s = time.perf_counter() - record.started
+            self.samples += tail.size
+            yield tail
+        record.timings["total"] = time.perf_counter() - record.started
+        if record.first_audio_s is not None:
+            record.timings["first_audio"] = record.first_audio_s
+
+    def metadata(self) -> dict:
+        record = self._record
+        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
+        return {
+            "format": self.request.format, "sample_rate": self.sample_rate, "duration_s": round(duration, 4),
+            "frames": record.frames, "chunks": record.chunks, "seed": record.seed,
+            "generation_s": round(record.generation_s, 4), "usage": record.usage.as_dict(),
+            "timings": {k: round(v, 4) for k, v in record.timings.items()},
+        }
