@@ -48,6 +48,22 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .http import create_app
+    from .logs import setup_logging
+    from .settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings, "server.log", args.log_level)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    logging.getLogger(__name__).info("serving on http://%s:%d (model %s)", host, port, settings.model_path)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, timeout_graceful_shutdown=60)
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> int:
     from .settings import settings_table
 
@@ -81,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"])
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("serve", help="run the HTTP server (RunPod-compatible and OpenAI-compatible routes)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("settings", help="print the configuration table (Markdown)")
     p.set_defaults(func=_settings)

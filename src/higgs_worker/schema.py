@@ -147,6 +147,72 @@ class SpeechRequest(BaseModel):
         return voice_names(self.ref_audio)
 
 
+class JobRequest(SpeechRequest):
+    """A RunPod-style job input: a speech request plus delivery options."""
+
+    s3_bucket: str | None = Field(None, description="Upload the audio to this bucket and return its URLs.")
+    s3_key: str | None = Field(None, description="Object key (default `higgs-audio/YYYY/MM/DD/<job id>.<format>`).")
+    stream: bool = Field(False, description="Send the audio as stream pieces while it is generated.")
+
+    @model_validator(mode="after")
+    def _key_needs_bucket(self) -> JobRequest:
+        if self.s3_key and not self.s3_bucket and not get_settings().s3_bucket:
+            raise RequestError("s3_key", "needs `s3_bucket` (or S3_BUCKET configured)")
+        return self
+
+
+#: ``voice`` values that mean "no cloning: let the model pick a voice".
+DEFAULT_VOICES = frozenset({"default", "auto", "random"})
+
+
+class OpenAISpeech(BaseModel):
+    """The body of OpenAI's ``POST /v1/audio/speech``, with the Higgs extras."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., description="Any of the names `GET /v1/models` lists.")
+    input: str = Field(..., description="Text to speak.")
+    voice: str = Field(..., description="A preset or uploaded voice name; `default` lets the model choose.")
+    instructions: str | None = Field(None, description="How to speak: becomes the scene description.")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Only 1.0 is supported; other values are refused.")
+    stream_format: Literal["audio", "sse"] | None = Field(None, description="`audio` (chunked) or `sse` events; unset returns the whole file.")
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_new_tokens: int | None = None
+    scene_prompt: str | None = None
+    ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
+    ref_text: str | None = None
+    chunk_method: ChunkMethod | None = None
+
+    @field_validator("speed")
+    @classmethod
+    def _speed(cls, value: float) -> float:
+        if value != 1.0:
+            raise ValueError("only 1.0 is supported: Higgs Audio V2 has no speed control (pace it with "
+                             "`instructions`, e.g. 'The speaker talks slowly.')")
+        return value
+
+    def to_request(self) -> SpeechRequest:
+        if self.instructions and self.scene_prompt:
+            raise RequestError("instructions", "give either `instructions` or `scene_prompt`, not both")
+        if self.ref_audio and self.voice not in DEFAULT_VOICES:
+            raise RequestError("ref_audio", "give either a named `voice` or base64 `ref_audio`, not both")
+        body: dict[str, Any] = {"transcript": self.input, "format": self.response_format}
+        body["scene_prompt"] = self.instructions or self.scene_prompt
+        body["ref_audio"] = self.ref_audio or (None if self.voice in DEFAULT_VOICES else self.voice)
+        if self.ref_audio:
+            body["ref_text"] = self.ref_text
+        for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):
+            raise RequestError("voice", "must be a voice name (letters, digits, '_' or '-')")
+        return SpeechRequest.parse({k: v for k, v in body.items() if v is not None})
+
+
 def voice_names(value: str) -> list[str]:
     return [n.strip() for n in value.split(",")]
 

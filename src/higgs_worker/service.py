@@ -6,22 +6,25 @@ this; nothing below knows who called.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import audio, text
-from .engine import AudioTurn, Engine, EngineHolder, Sampling, build_context
+from .engine import AudioTurn, Engine, EngineHolder, ModelLoadError, Sampling, build_context
 from .engine.streaming import StreamDecoder
-from .schema import RequestError, SpeechRequest, SpeechResult, Usage
+from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
+from .storage import Storage, StorageError, default_key
 from .voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class SpeechService:
         self.holder = holder or EngineHolder(engine_factory(settings))
         self.voices = voices or VoiceLibrary(settings.voices_dir, settings.max_ref_audio_bytes,
                                              settings.max_ref_audio_seconds)
+        self._storage: Storage | None = None
 
     @property
     def engine(self) -> Engine:
@@ -81,6 +85,11 @@ class SpeechService:
             raise RequestError("transcript", f"splits into {len(chunks)} chunks; the limit is "
                                              f"{self.settings.max_chunks} (MAX_CHUNKS)")
         return normalised, chunks
+
+    def check(self, request: SpeechRequest) -> None:
+        """Everything that can refuse a request before the model runs: text, chunk count, voices."""
+        self.plan(request)
+        self.voices.resolve(request)
 
     def _chunks(self, request: SpeechRequest, cancel: threading.Event | None,
                 record: _Record) -> Iterator[torch.Tensor]:
@@ -136,6 +145,79 @@ class SpeechService:
         """The same speech as :meth:`synthesize`, as waveform pieces while it is generated."""
         self.plan(request)
         return SpeechStream(self, request, cancel)
+
+
+    # -- jobs: the RunPod handler and the HTTP job routes share this ---------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = Storage(self.settings)
+        return self._storage
+
+    def run_job(self, job_input: Any, cancel: threading.Event | None = None,
+                emit: Callable[[dict[str, Any]], None] | None = None, job_id: str | None = None,
+                queued_s: float | None = None) -> dict[str, Any]:
+        """A RunPod-style job: input dict in, output dict out; ``{"error": "..."}`` for anything refused.
+
+        :class:`Cancelled` propagates so the caller can record the job as cancelled.
+        """
+        try:
+            request = JobRequest.parse(job_input)
+            if request.stream and emit is not None:
+                output = self._run_streamed(request, cancel, emit)
+            else:
+                output = self.deliver(self.synthesize(request, cancel), request, job_id)
+        except RequestError as exc:
+            return {"error": str(exc)}
+        except ModelLoadError as exc:
+            return {"error": f"model unavailable: {exc}"}
+        except StorageError as exc:
+            return {"error": str(exc)}
+        if queued_s is not None:
+            output.setdefault("timings", {})["queue"] = round(queued_s, 4)
+        return output
+
+    def deliver(self, result: SpeechResult, request: JobRequest, job_id: str | None) -> dict[str, Any]:
+        """Inline base64 when it fits, S3 when asked or when too large for inline and a bucket is configured."""
+        output = result.metadata()
+        bucket = request.s3_bucket or (self.settings.s3_bucket if len(result.audio) > self.settings.max_inline_bytes
+                                       else None)
+        if bucket:
+            key = request.s3_key or default_key(result.format, job_id)
+            t = time.perf_counter()
+            try:
+                uploaded = self.storage.upload(result.audio, bucket, key, audio.MEDIA_TYPES[result.format],
+                                               self.settings.s3_presign_expiry_s)
+            except StorageError as exc:
+                if len(result.audio) > self.settings.max_inline_bytes:
+                    raise
+                output["s3_error"] = str(exc)  # the audio still reaches the caller inline
+            else:
+                output["timings"]["upload"] = round(time.perf_counter() - t, 4)
+                output["s3"] = uploaded.as_dict()
+                return output
+        if len(result.audio) > self.settings.max_inline_bytes:
+            raise RequestError("s3_bucket", f"the audio is {len(result.audio)} bytes, over the inline limit of "
+                                            f"{self.settings.max_inline_bytes} (MAX_INLINE_BYTES); give `s3_bucket` "
+                                            "or configure S3_BUCKET")
+        output["audio_base64"] = base64.b64encode(result.audio).decode("ascii")
+        return output
+
+    def _run_streamed(self, request: JobRequest, cancel: threading.Event | None,
+                      emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Emit the encoded audio in pieces of at most ``STREAM_CHUNK_BYTES``; return the metadata."""
+        stream = self.synthesize_stream(request, cancel)
+        limit = self.settings.stream_chunk_bytes
+        index = 0
+        for data in audio.encode_stream(stream, request.format):
+            for start in range(0, len(data), limit):
+                emit({"chunk_index": index, "format": request.format,
+                      "audio_base64": base64.b64encode(data[start:start + limit]).decode("ascii")})
+                index += 1
+        output = stream.metadata()
+        output["stream_chunks"] = index
+        return output
 
 
 @dataclass

@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
     aws_default_region: str | None = Field(None, description="S3 region.")
     aws_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (R2, MinIO); unset for AWS.")
+    s3_bucket: str | None = Field(None, description="Default bucket: results over `MAX_INLINE_BYTES` go there when a job names none.")
+    s3_presign_expiry_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned download URLs, in seconds.")
+    s3_multipart_threshold: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Uploads above this many bytes use multipart upload.")
+    max_inline_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest encoded audio returned inline as base64 (RunPod rejects results near 20 MB).")
+    stream_chunk_bytes: int = Field(256 * 1024, ge=1024, le=768 * 1024, description="Largest encoded audio piece in one stream message (RunPod allows 1 MB).")
+
+    # Jobs.
+    job_retention_s: float = Field(1800.0, gt=0, description="How long finished `/run` jobs stay readable by `/status` (RunPod keeps 30 min).")
+    job_timeout_s: float = Field(600.0, gt=0, description="A job running longer ends TIMED_OUT.")
+    runsync_wait_s: float = Field(90.0, gt=0, description="Default time `/runsync` waits before answering IN_PROGRESS with the job id.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from .audio import SAMPLE_RATE, AudioDecodeError, load_model_audio
 from .schema import VOICE_NAME, RequestError, SpeechRequest
@@ -34,8 +35,15 @@ class Reference:
         return len(self.wave) / SAMPLE_RATE
 
 
+class VoiceExists(RequestError):
+    """An upload under a name already taken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("name", f"a voice named {name!r} already exists")
+
+
 class VoiceLibrary:
-    """Presets in ``root``: ``NAME.wav`` with its transcript in ``NAME.txt``."""
+    """Presets in ``root`` (``NAME.wav`` with its transcript in ``NAME.txt``) and uploads in ``root/uploads``."""
 
     def __init__(self, root: Path, max_bytes: int, max_seconds: float) -> None:
         self.root = Path(root)
@@ -44,19 +52,71 @@ class VoiceLibrary:
         self._cache: dict[str, tuple[float, Reference]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    def _voices(self) -> dict[str, tuple[str, Path]]:
+        """name -> (kind, wav path); presets first, uploads cannot shadow them."""
+        found: dict[str, tuple[str, Path]] = {}
+        for kind, folder in (("upload", self.uploads), ("preset", self.root)):
+            if folder.is_dir():
+                for wav in folder.glob("*.wav"):
+                    if VOICE_NAME.match(wav.stem) and wav.with_suffix(".txt").exists():
+                        found[wav.stem] = (kind, wav)
+        return found
+
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.stem for p in self.root.glob("*.wav")
-                      if VOICE_NAME.match(p.stem) and p.with_suffix(".txt").exists())
+        return sorted(self._voices())
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every voice with its kind, transcript and duration (for the voice list route)."""
+        out = []
+        for name, (kind, wav) in sorted(self._voices().items()):
+            info = sf.info(str(wav))
+            out.append({"name": name, "kind": kind, "transcript": wav.with_suffix(".txt").read_text("utf-8").strip(),
+                        "duration_s": round(info.frames / info.samplerate, 3)})
+        return out
+
+    def add_upload(self, name: str, raw: bytes, transcript: str) -> Reference:
+        """Validate and store an uploaded voice as 24 kHz mono WAV + transcript; refuse taken names."""
+        if not VOICE_NAME.match(name):
+            raise RequestError("name", "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        if not transcript.strip():
+            raise RequestError("transcript", "must not be empty")
+        if len(transcript) > 4000:
+            raise RequestError("transcript", "is longer than 4000 characters")
+        if name in self._voices():
+            raise VoiceExists(name)
+        ref = Reference(name, transcript.strip(), self._load(raw))
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        tmp_wav = self.uploads / f".{name}.wav.tmp"
+        sf.write(str(tmp_wav), ref.wave, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        (self.uploads / f"{name}.txt").write_text(ref.transcript + "\n", encoding="utf-8")
+        tmp_wav.replace(self.uploads / f"{name}.wav")
+        return ref
+
+    def delete_upload(self, name: str) -> bool:
+        """Remove an uploaded voice; presets are read-only. False when there is no such upload."""
+        kind_path = self._voices().get(name)
+        if kind_path is None:
+            return False
+        if kind_path[0] != "upload":
+            raise RequestError("name", f"{name!r} is a preset; presets are read-only")
+        for ext in (".wav", ".txt"):
+            (self.uploads / f"{name}{ext}").unlink(missing_ok=True)
+        with self._lock:
+            self._cache.pop(name, None)
+        return True
 
     def get(self, name: str) -> Reference:
-        """The preset ``name``; :class:`RequestError` on ``ref_audio`` when there is none."""
-        wav = self.root / f"{name}.wav"
-        txt = wav.with_suffix(".txt")
-        if not VOICE_NAME.match(name) or not wav.is_file() or not txt.is_file():
+        """The voice ``name``; :class:`RequestError` on ``ref_audio`` when there is none."""
+        entry = self._voices().get(name) if VOICE_NAME.match(name) else None
+        if entry is None:
             known = ", ".join(self.names()) or "none installed"
             raise RequestError("ref_audio", f"unknown voice {name!r}; available: {known}")
+        wav = entry[1]
+        txt = wav.with_suffix(".txt")
         mtime = wav.stat().st_mtime
         with self._lock:
             hit = self._cache.get(name)

@@ -1,0 +1,130 @@
+"""The FastAPI application: wiring, lifespan (model preload, job store), error shapes, metrics middleware."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..jobs import Job, JobStore
+from ..schema import RequestError
+from ..service import SpeechService
+from ..settings import Settings, get_settings
+from .auth import require_key
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
+    """OpenAI's error shape, which the official clients parse; RunPod-style routes add ``error`` strings."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    field = ".".join(loc) or "body"
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown field"
+    elif first.get("type") == "json_invalid":
+        field, msg = "body", "is not valid JSON"
+    return field, msg
+
+
+def _preload(app: FastAPI) -> None:
+    service: SpeechService = app.state.service
+    metrics: Metrics = app.state.metrics
+    start = time.perf_counter()
+    try:
+        service.holder.get()
+    except Exception as exc:  # noqa: BLE001 - reported on /health and /ping, not a crash loop
+        log.error("model load failed: %s", exc)
+        return
+    metrics.model_load_seconds.set(time.perf_counter() - start)
+    metrics.model_ready.set(1)
+
+
+def create_app(settings: Settings | None = None, service: SpeechService | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    service = service or SpeechService(settings)
+    metrics = Metrics()
+
+    def work(job: Job, emit) -> dict:
+        queued = (job.started or time.time()) - job.created
+        output = service.run_job(job.input, job.cancel, emit, job_id=job.id, queued_s=queued)
+        if "error" not in output:
+            metrics.observe_result(output.get("duration_s", 0.0), output.get("generation_s", 0.0),
+                                   output.get("timings", {}).get("first_audio"))
+        return output
+
+    def jobs_changed() -> None:
+        counts = app.state.jobs.counts()["jobs"]
+        metrics.queue_depth.set(counts["inQueue"])
+        metrics.jobs_running.set(counts["inProgress"])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.jobs = JobStore(work, workers=settings.max_batch_size, retention_s=settings.job_retention_s,
+                                  timeout_s=settings.job_timeout_s, on_change=jobs_changed)
+        if settings.preload_models:
+            threading.Thread(target=_preload, args=(app,), name="model-load", daemon=True).start()
+        yield
+        app.state.jobs.shutdown(wait=True)
+
+    app = FastAPI(title="higgs-audio-worker", version="0.1.0", lifespan=lifespan,
+                  description="Higgs Audio V2 text-to-speech: RunPod-compatible jobs, OpenAI-compatible speech.",
+                  dependencies=[Depends(require_key)])
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return JSONResponse(error_body(str(exc), exc.field),
+                            status_code=409 if exc.__class__.__name__ == "VoiceExists" else 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        field, msg = _validation_message(exc)
+        return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), kind=kind), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from . import routes_jobs, routes_openai, routes_voices
+
+    @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
+    async def metrics_route() -> Response:
+        metrics.queue_depth.set(app.state.jobs.queue_depth())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_voices.router)
+    return app

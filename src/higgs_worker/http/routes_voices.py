@@ -1,0 +1,44 @@
+"""The voice library: list presets and uploads, upload a voice (multipart), delete an upload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+
+from ..schema import RequestError
+
+router = APIRouter(tags=["Voices"])
+
+
+@router.get("/v1/audio/voices", summary="Presets and uploaded voices, with transcript and duration")
+async def list_voices(request: Request) -> dict[str, Any]:
+    voices = await asyncio.to_thread(request.app.state.service.voices.describe)
+    return {"object": "list", "data": voices}
+
+
+@router.post("/v1/audio/voices", status_code=201, summary="Upload a voice: audio + its transcript + a name")
+async def upload_voice(request: Request, audio: UploadFile = File(..., description="Reference audio, any format"),
+                       transcript: str = Form(..., description="What the audio says"),
+                       name: str = Form(..., description="Voice name: letters, digits, '_' or '-'")) -> dict:
+    service = request.app.state.service
+    limit = service.settings.max_ref_audio_bytes
+    raw = await audio.read(limit + 1)
+    if len(raw) > limit:
+        raise RequestError("audio", f"is over {limit} bytes (MAX_REF_AUDIO_BYTES)")
+    try:
+        ref = await asyncio.to_thread(service.voices.add_upload, name, raw, transcript)
+    except RequestError as exc:
+        if exc.field == "ref_audio":
+            raise RequestError("audio", exc.message) from None
+        raise
+    return {"name": ref.name, "kind": "upload", "transcript": ref.transcript, "duration_s": round(ref.duration_s, 3)}
+
+
+@router.delete("/v1/audio/voices/{name}", summary="Delete an uploaded voice")
+async def delete_voice(name: str, request: Request) -> dict[str, Any]:
+    deleted = await asyncio.to_thread(request.app.state.service.voices.delete_upload, name)
+    if not deleted:
+        raise HTTPException(status_code=404, detail=f"no voice {name!r}")
+    return {"name": name, "deleted": True}

@@ -1,0 +1,79 @@
+"""Logging: stdout (what the RunPod dashboard shows) plus a rotating file, with secrets redacted everywhere."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+_PATTERNS = [
+    re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s'\"]+"),
+    re.compile(r"(?i)((?:aws_secret_access_key|aws_access_key_id|api_keys?|x-amz-signature|x-amz-credential|"
+               r"signature|token)[\"']?\s*[=:]\s*[\"']?)[^\s&'\",]+"),
+    re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
+]
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces known secret values and secret-looking fields with ``***`` in every record."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        for pattern in _PATTERNS:
+            text = pattern.sub(lambda m: (m.group(1) if m.groups() and m.group(1) and not
+                                          m.group(1).startswith(("AKIA", "ASIA")) else "") + "***", text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = list(settings.api_key_list)
+    for secret in (settings.aws_access_key_id, settings.aws_secret_access_key):
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return values
+
+
+def setup_logging(settings: Settings, filename: str, level: str = "INFO") -> Path | None:
+    """Log to stdout and to ``LOG_DIR/filename`` (rotated at 10 MB, 5 kept). Returns the file, if writable."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact = RedactingFilter(secrets_of(settings))
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    path: Path | None = settings.log_dir / filename
+    try:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5,
+                                                             encoding="utf-8"))
+    except OSError as exc:
+        print(f"logging: cannot write {path} ({exc.strerror}); logging to stdout only", file=sys.stderr)
+        path = None
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler.addFilter(redact)
+        root.addHandler(handler)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    return path
