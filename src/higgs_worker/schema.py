@@ -186,6 +186,11 @@ class OpenAISpeech(BaseModel):
     ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
     ref_text: str | None = None
     chunk_method: ChunkMethod | None = None
+    chunk_max_word_num: int | None = None
+    chunk_max_num_turns: int | None = None
+    generation_chunk_buffer_size: int | None = None
+    ras_win_len: int | None = None
+    ras_win_max_num_repeat: int | None = None
 
     @field_validator("speed")
     @classmethod
@@ -205,7 +210,8 @@ class OpenAISpeech(BaseModel):
         body["ref_audio"] = self.ref_audio or (None if self.voice in DEFAULT_VOICES else self.voice)
         if self.ref_audio:
             body["ref_text"] = self.ref_text
-        for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method"):
+        for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method", "chunk_max_word_num",
+                     "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):

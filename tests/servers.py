@@ -1,0 +1,75 @@
+"""Helpers that start real processes on loopback for end-to-end tests, and wait for readiness by polling."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 120.0, what: str = "condition", proc: subprocess.Popen | None = None):
+    """Poll ``check()`` until it returns a truthy value; fail with the process output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"process exited ({proc.returncode}) before {what}:\n{out[-4000:]}")
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class Server:
+    """``higgs-worker serve`` in a subprocess on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {k: v for k, v in os.environ.items()
+                    if k not in ("MODEL_PATH", "TOKENIZER_PATH", "HIGGS_DEMO", "API_KEYS")}
+        full_env.update(env)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.log = cwd / f"server-{self.port}.out"
+        self._log_file = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "higgs_worker.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             *args], env=full_env, cwd=cwd, stdout=self._log_file, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180.0, headers: dict | None = None) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.output()[-4000:]}")
+            try:
+                return httpx.get(f"{self.url}/ping", timeout=2, headers=headers).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout, "the server to answer /ping with 200")
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig_term: bool = True) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate() if sig_term else self.proc.kill()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode
