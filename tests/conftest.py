@@ -74,3 +74,49 @@ def service(env, engine, voices_dir):
 
     env(VOICES_DIR=str(voices_dir))
     return SpeechService(get_settings(), holder=EngineHolder(lambda: engine))
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing-access-key", "AWS_SECRET_ACCESS_KEY": "testing-secret-key-5f2e",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class S3Server:
+    """``moto`` serving S3 over HTTP on 127.0.0.1 (a real endpoint boto3 talks to over the network stack)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from servers import free_port
+
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.running = False
+
+    def start(self) -> None:
+        self._server.start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self._server.stop()
+            self.running = False
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
+
+    def env(self) -> dict[str, str]:
+        return {**S3_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server()
+    server.start()
+    server.client().create_bucket(Bucket="audio-out")
+    yield server
+    server.stop()

@@ -64,6 +64,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handler(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .runpod_handler import start
+    from .settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings, "server.log", args.log_level)
+    sys.argv = [sys.argv[0], *args.runpod_args]  # --rp_serve_api, --rp_api_port, ... are the SDK's
+    start(settings)
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> int:
     from .settings import settings_table
 
@@ -103,13 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=_serve)
 
+    p = sub.add_parser("handler", help="run the RunPod Serverless worker (SDK flags such as --rp_serve_api pass through)")
+    p.set_defaults(func=_handler, runpod_args=[])
+
     p = sub.add_parser("settings", help="print the configuration table (Markdown)")
     p.set_defaults(func=_settings)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        if args.command != "handler":
+            build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.runpod_args = unknown
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     job_retention_s: float = Field(1800.0, gt=0, description="How long finished `/run` jobs stay readable by `/status` (RunPod keeps 30 min).")
     job_timeout_s: float = Field(600.0, gt=0, description="A job running longer ends TIMED_OUT.")
     runsync_wait_s: float = Field(90.0, gt=0, description="Default time `/runsync` waits before answering IN_PROGRESS with the job id.")
+    runpod_stream_handler: bool = Field(False, description="RunPod worker: use the generator handler so `stream: true` jobs stream audio (outputs become lists).")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
 
     @model_validator(mode="after")
