@@ -76,6 +76,19 @@ def _handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_models(args: argparse.Namespace) -> int:
+    from .models import FetchError, fetch_models
+    from .settings import get_settings
+
+    try:
+        markers = fetch_models(get_settings(), force_verify=args.verify)
+    except FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    print(json.dumps(markers, indent=2))
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> int:
     from .settings import settings_table
 
@@ -117,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("handler", help="run the RunPod Serverless worker (SDK flags such as --rp_serve_api pass through)")
     p.set_defaults(func=_handler, runpod_args=[])
+
+    p = sub.add_parser("fetch-models", help="download both repos into MODEL_PATH / TOKENIZER_PATH (once, verified)")
+    p.add_argument("--verify", action="store_true", help="re-verify (and repair) even when already complete")
+    p.set_defaults(func=_fetch_models)
 
     p = sub.add_parser("settings", help="print the configuration table (Markdown)")
     p.set_defaults(func=_settings)

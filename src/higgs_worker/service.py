@@ -53,6 +53,10 @@ def engine_factory(settings: Settings):
 
         if settings.higgs_demo:
             ensure_demo_model(settings.demo_dir)
+        elif settings.auto_fetch_models and not (Path(settings.model_path) / "config.json").exists():
+            from .models import fetch_models
+
+            fetch_models(settings)  # first start on an empty volume: download once, under a lock
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
         return Engine(loaded)
 

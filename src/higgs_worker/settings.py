@@ -25,8 +25,8 @@ class Settings(BaseSettings):
 
     # Where things live.
     volume_root: Path = Field(Path("/runpod-volume"), description="Network volume root; models and voices live below it.")
-    model_path: Path | None = Field(None, description="Local folder of the LLM repo (default `$VOLUME_ROOT/models/higgs-audio-v2-generation-3B-base`).")
-    tokenizer_path: Path | None = Field(None, description="Local folder of the audio tokenizer repo (default `$VOLUME_ROOT/models/higgs-audio-v2-tokenizer`).")
+    model_path: Path | None = Field(None, description="Local folder of the LLM repo (default `$VOLUME_ROOT/models/<name of MODEL_REPO>`).")
+    tokenizer_path: Path | None = Field(None, description="Local folder of the audio tokenizer repo (default `$VOLUME_ROOT/models/<name of TOKENIZER_REPO>`).")
     model_repo: str = Field(DEFAULT_MODEL_REPO, description="Hugging Face repo of the LLM, fetched into `MODEL_PATH`.")
     model_revision: str = Field("main", description="Revision (branch, tag or commit) of `MODEL_REPO`.")
     tokenizer_repo: str = Field(DEFAULT_TOKENIZER_REPO, description="Hugging Face repo of the audio tokenizer.")
@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # Model runtime.
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="`auto` picks `cuda` when present, else `cpu`.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="`auto`: bfloat16 on GPU, float32 on CPU.")
+    auto_fetch_models: bool = Field(True, description="Download the repos into an empty `MODEL_PATH` / `TOKENIZER_PATH` before loading.")
     preload_models: bool = Field(True, description="Load the model at start instead of on the first request.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")
 
@@ -80,8 +81,8 @@ class Settings(BaseSettings):
             self.model_path = self.model_path or self.demo_dir / "model"
             self.tokenizer_path = self.tokenizer_path or self.demo_dir / "tokenizer"
         models = self.volume_root / "models"
-        self.model_path = self.model_path or models / DEFAULT_MODEL_REPO.split("/")[1]
-        self.tokenizer_path = self.tokenizer_path or models / DEFAULT_TOKENIZER_REPO.split("/")[1]
+        self.model_path = self.model_path or models / self.model_repo.rstrip("/").split("/")[-1]
+        self.tokenizer_path = self.tokenizer_path or models / self.tokenizer_repo.rstrip("/").split("/")[-1]
         self.voices_dir = self.voices_dir or self.volume_root / "voices"
         return self
 
