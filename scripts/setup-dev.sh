@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtual environment in .venv from the pinned lock file.
+# Create (or refresh) the project's virtual environment in .venv from the pinned lock file (requirements-dev.lock: runtime + test tools).
 # Idempotent: a second run with an unchanged lock installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.lock-sha256
-want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing the locked dependencies into .venv (first run downloads PyTorch, a few minutes)" >&2
-  uv pip sync --quiet --python .venv/bin/python requirements.lock
+  uv pip sync --quiet --python .venv/bin/python requirements-dev.lock
   uv pip install --quiet --python .venv/bin/python --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -89,6 +89,24 @@ def _fetch_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_voices(args: argparse.Namespace) -> int:
+    from .presets import BASE_URL, PresetError, fetch_presets
+    from .settings import get_settings
+
+    settings = get_settings()
+    names = [n.strip() for n in settings.voice_presets.split(",") if n.strip()]
+    try:
+        installed = fetch_presets(settings.voices_dir, names, settings.voice_presets_url or BASE_URL)
+    except (PresetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
+    except Exception as exc:  # noqa: BLE001 - network errors: say which and exit non-zero
+        print(f"error: could not fetch voice presets: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 5
+    print(json.dumps({"voices_dir": str(settings.voices_dir), "installed": installed, "wanted": names}))
+    return 0
+
+
 def _settings(args: argparse.Namespace) -> int:
     from .settings import settings_table
 
@@ -134,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-models", help="download both repos into MODEL_PATH / TOKENIZER_PATH (once, verified)")
     p.add_argument("--verify", action="store_true", help="re-verify (and repair) even when already complete")
     p.set_defaults(func=_fetch_models)
+
+    p = sub.add_parser("fetch-voices", help="install the pinned upstream voice presets into VOICES_DIR")
+    p.set_defaults(func=_fetch_voices)
 
     p = sub.add_parser("settings", help="print the configuration table (Markdown)")
     p.set_defaults(func=_settings)

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     tokenizer_repo: str = Field(DEFAULT_TOKENIZER_REPO, description="Hugging Face repo of the audio tokenizer.")
     tokenizer_revision: str = Field("main", description="Revision of `TOKENIZER_REPO`.")
     voices_dir: Path | None = Field(None, description="Voice presets (`NAME.wav` + `NAME.txt`) and uploads (default `$VOLUME_ROOT/voices`).")
+    voice_presets: str = Field("belinda,broom_salesman,chadwick,en_man,en_woman,mabel,vex,zh_man_sichuan", description="Upstream presets `fetch-voices` installs into `VOICES_DIR` (pinned URLs, sha256-checked); empty for none.")
+    voice_presets_url: str | None = Field(None, description="Mirror to fetch the presets from instead of the pinned upstream commit.")
     log_dir: Path = Field(Path("/app/logs"), description="Folder for `bootstrap.log` and `server.log`.")
     higgs_demo: bool = Field(False, description="Offline demo: make (once) and serve the tiny random model instead of the real one.")
     demo_dir: Path = Field(Path.home() / ".cache" / "higgs-worker" / "tiny-model", description="Where the demo's tiny model is written.")
