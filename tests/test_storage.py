@@ -1,0 +1,85 @@
+"""S3 delivery against moto over HTTP, and the inline-size policy of the service."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import httpx
+import pytest
+
+from conftest import S3_ENV
+from higgs_worker.schema import RequestError
+from higgs_worker.storage import Storage, StorageError, default_key, validate_key
+
+SMALL = {"max_new_tokens": 30, "seed": 2}
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs/key.wav", "a//b.wav", "a/./b.wav", "sp ace.wav", "x" * 1100])
+def test_bad_keys_refused(key):
+    with pytest.raises(RequestError) as err:
+        validate_key(key)
+    assert err.value.field == "s3_key"
+
+
+def test_default_key_scheme():
+    key = default_key("mp3", "job/../1")
+    assert re.fullmatch(r"higgs-audio/\d{4}/\d{2}/\d{2}/job-\.\.-1\.mp3", key)
+    validate_key(key)
+
+
+@pytest.fixture()
+def s3_service(service, s3, monkeypatch):
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+    settings = service.settings
+    settings.aws_endpoint_url = s3.endpoint
+    from pydantic import SecretStr
+
+    settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
+    settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
+    service._storage = Storage(settings)
+    return service
+
+
+def test_upload_and_presigned_url(s3_service, s3):
+    inline = s3_service.run_job({"transcript": "Stored.", **SMALL})
+    out = s3_service.run_job({"transcript": "Stored.", "s3_bucket": "audio-out", **SMALL}, job_id="job-7")
+    assert out["s3"]["key"].endswith("/job-7.wav") and "audio_base64" not in out
+    body = s3.client().get_object(Bucket="audio-out", Key=out["s3"]["key"])
+    assert body["ContentType"] == "audio/wav"
+    data = body["Body"].read()
+    assert data == base64.b64decode(inline["audio_base64"])
+    assert httpx.get(out["s3"]["presigned_url"]).content == data
+
+
+def test_multipart_upload_of_a_large_object(s3_service, s3):
+    storage = s3_service.storage
+    storage.settings.s3_multipart_threshold = 5 * 1024 * 1024
+    data = bytes(range(256)) * (6 * 1024 * 1024 // 256)
+    up = storage.upload(data, "audio-out", "big/object.bin", "application/octet-stream", 600)
+    head = s3.client().head_object(Bucket="audio-out", Key="big/object.bin")
+    assert head["ContentLength"] == len(data) and "-" in head["ETag"]  # a multipart ETag ends in -<parts>
+    assert up.key == "big/object.bin"
+
+
+def test_oversized_result_without_a_bucket_is_a_clear_error(service):
+    service.settings.max_inline_bytes = 1024
+    out = service.run_job({"transcript": "Too big to return inline.", **SMALL})
+    assert "MAX_INLINE_BYTES" in out["error"] and "s3_bucket" in out["error"]
+
+
+def test_s3_down_keeps_the_audio_inline_and_hides_secrets(s3_service, s3):
+    s3_service.settings.aws_endpoint_url = "http://127.0.0.1:9"  # nothing listens here
+    s3_service._storage = Storage(s3_service.settings)
+    out = s3_service.run_job({"transcript": "Still delivered.", "s3_bucket": "audio-out", **SMALL})
+    assert out["audio_base64"] and "S3 unreachable" in out["s3_error"]
+    assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in str(out) and S3_ENV["AWS_ACCESS_KEY_ID"] not in str(out)
+
+
+def test_missing_bucket_is_reported(s3_service):
+    s3_service.settings.max_inline_bytes = 1024
+    out = s3_service.run_job({"transcript": "Nowhere.", "s3_bucket": "no-such-bucket", **SMALL})
+    assert "NoSuchBucket" in out["error"]
+    with pytest.raises(StorageError):
+        s3_service.storage.upload(b"x", "no-such-bucket", "k", "audio/wav", 60)
