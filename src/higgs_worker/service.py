@@ -58,7 +58,7 @@ def engine_factory(settings: Settings):
 
             fetch_models(settings)  # first start on an empty volume: download once, under a lock
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
-        return Engine(loaded)
+        return Engine(loaded, max_batch_size=settings.max_batch_size)
 
     return build
 

@@ -1,0 +1,310 @@
+"""The batching scheduler: requests join a running batch, leave when done, and stream their frames.
+
+One thread owns the model. Each request is prefilled alone (its own prompt length, exactly as ``generate``
+does), its keys and values are copied into a free row of a shared slot cache, and from then on it decodes with
+every other active row in one forward pass per step. Rows have their own lengths and positions; the attention
+mask lets each see only its own positions. Finished and cancelled rows leave at once (the last row moves into the
+hole, so active rows stay a contiguous prefix of the cache and each step computes only them).
+
+Per-row state (delay pattern counters, repetition window, a seeded ``torch.Generator``) never leaks between
+rows, so a request's frames do not depend on its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .sampling import DelayState, RowSampler
+
+log = logging.getLogger(__name__)
+
+FrameCallback = Callable[[torch.Tensor], None]
+
+
+class SchedulerClosed(RuntimeError):
+    pass
+
+
+@dataclass(eq=False)
+class Job:
+    """One generation: model inputs for a prompt, how to sample, and where frames go."""
+
+    inputs: dict[str, torch.Tensor]
+    temperature: float
+    top_k: int
+    top_p: float
+    ras_win_len: int
+    ras_max_repeat: int
+    max_new_tokens: int
+    seed: int
+    cancel: threading.Event | None = None
+    on_frame: FrameCallback | None = None
+    frames: list[torch.Tensor] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    cancelled: bool = False
+    started: float = 0.0
+    first_frame_s: float | None = None
+    finished_s: float = 0.0
+
+
+@dataclass(eq=False)
+class _Row:
+    job: Job
+    sampler: RowSampler
+    length: int  # positions filled in the cache
+    last_frame: torch.Tensor
+    last_text_is_delay: bool = False
+    steps: int = 0
+
+
+class SlotCache:
+    """Per-layer key/value tensors ``[rows, kv_heads, capacity, head_dim]`` with a length per row.
+
+    Behaves as a transformers ``Cache`` for the decoder layers during a decode step: ``update`` writes each
+    row's new key and value at that row's own position and returns the keys and values to attend over.
+    """
+
+    def __init__(self, layers: int, rows: int, kv_heads: int, head_dim: int, capacity: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        shape = (rows, kv_heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.capacity = capacity
+        self.positions: torch.Tensor | None = None  # (active,) write positions of this step
+        self.span = 0  # keys visible this step
+
+    def ensure(self, needed: int) -> None:
+        """Grow the capacity (doubling) so ``needed`` positions fit."""
+        if needed <= self.capacity:
+            return
+        new = self.capacity
+        while new < needed:
+            new *= 2
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                grown = t.new_zeros((t.shape[0], t.shape[1], new, t.shape[3]))
+                grown[:, :, : self.capacity] = t
+                store[i] = grown
+        self.capacity = new
+
+    def load(self, row: int, prefill_cache) -> int:
+        """Copy a batch-1 prefill cache into ``row``; returns its length."""
+        length = 0
+        for i, layer in enumerate(prefill_cache.layers):
+            k, v = layer.keys[0], layer.values[0]
+            length = k.shape[1]
+            self.ensure(length + 1)
+            self.keys[i][row, :, :length] = k
+            self.values[i][row, :, :length] = v
+        return length
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        for store in (self.keys, self.values):
+            for t in store:
+                t[dst, :, :length] = t[src, :, :length]
+
+    # -- the transformers Cache surface the decoder layers use ----------------------------------------------
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        rows = key_states.shape[0]
+        index = torch.arange(rows, device=key_states.device)
+        self.keys[layer_idx][index, :, self.positions] = key_states[:, :, 0]
+        self.values[layer_idx][index, :, self.positions] = value_states[:, :, 0]
+        return self.keys[layer_idx][:rows, :, : self.span], self.values[layer_idx][:rows, :, : self.span]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.span
+
+
+class Scheduler:
+    """Runs every generation of one model; many requests share each decode step."""
+
+    def __init__(self, model, max_batch: int = 8, capacity: int = 2048) -> None:
+        self.model = model
+        cfg = model.config
+        self.cfg = cfg
+        self.max_batch = max_batch
+        self.num_codebooks = cfg.num_codebooks
+        self.codebook_size = cfg.codebook_size
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.cache = SlotCache(cfg.num_hidden_layers, max_batch, cfg.num_key_value_heads, head_dim, capacity,
+                               self.dtype, self.device)
+        self.rows: list[_Row] = []
+        self.pending: queue.Queue[Job] = queue.Queue()
+        self._wake = threading.Event()
+        self._stop = False
+        self.steps = 0
+        self.batch_sizes: list[int] = []
+        self.on_step: Callable[[int], None] | None = None  # observer (metrics) of each step's batch size
+        self._thread = threading.Thread(target=self._loop, name="higgs-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- public ---------------------------------------------------------------------------------------------
+    def submit(self, job: Job) -> Job:
+        if self._stop:
+            raise SchedulerClosed("the scheduler is stopped")
+        job.started = time.perf_counter()
+        self.pending.put(job)
+        self._wake.set()
+        return job
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def active(self) -> int:
+        return len(self.rows)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self._stop:
+            try:
+                self._admit()
+                if not self.rows:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                self._drop_cancelled()
+                if self.rows:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
+                log.exception("decode step failed; failing %d request(s)", len(self.rows))
+                for row in self.rows:
+                    self._finish(row, error=exc)
+                self.rows = []
+        for row in self.rows:
+            self._finish(row, error=SchedulerClosed("the scheduler stopped"))
+        while not self.pending.empty():
+            self._fail(self.pending.get_nowait(), SchedulerClosed("the scheduler stopped"))
+
+    def _admit(self) -> None:
+        while len(self.rows) < self.max_batch:
+            try:
+                job = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if job.cancel is not None and job.cancel.is_set():
+                job.cancelled = True
+                job.done.set()
+                continue
+            try:
+                self._prefill(job)
+            except Exception as exc:  # noqa: BLE001 - this request fails; others go on
+                log.exception("prefill failed")
+                self._fail(job, exc)
+
+    @torch.inference_mode()
+    def _prefill(self, job: Job) -> None:
+        from transformers import DynamicCache
+
+        inputs = {k: v.to(self.device) for k, v in job.inputs.items()}
+        cache = DynamicCache(config=self.cfg)
+        out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
+        prompt_ids = job.inputs["input_ids"][0].tolist()
+        generator = torch.Generator(device="cpu").manual_seed(job.seed)
+        history: list[torch.Tensor] = []
+        if job.ras_win_len > 0 and "audio_input_ids" in job.inputs:
+            history = list(job.inputs["audio_input_ids"][0, -job.ras_win_len:].cpu())
+        sampler = RowSampler(
+            num_codebooks=self.num_codebooks, codebook_size=self.codebook_size, temperature=job.temperature,
+            top_k=job.top_k, top_p=job.top_p, ras_win_len=job.ras_win_len, ras_max_repeat=job.ras_max_repeat,
+            generator=generator, delay=DelayState.from_prompt(prompt_ids, self.num_codebooks,
+                                                              self.cfg.audio_bos_token_id,
+                                                              self.cfg.audio_delay_token_id),
+            stream_bos=self.cfg.audio_stream_bos_id, stream_eos=self.cfg.audio_stream_eos_id, history=history)
+        slot = len(self.rows)
+        length = self.cache.load(slot, cache)
+        row = _Row(job=job, sampler=sampler, length=length, last_frame=torch.empty(0))
+        self.rows.append(row)
+        logits = out.logits[0, -1].float().cpu()
+        if not self._take(row, logits):
+            self._remove(row)
+
+    def _take(self, row: _Row, logits: torch.Tensor) -> bool:
+        """Choose the row's next frame from ``logits``; False when the row has finished."""
+        frame = row.sampler.choose(logits, row.last_text_is_delay)
+        row.steps += 1
+        job = row.job
+        job.frames.append(frame)
+        if job.first_frame_s is None:
+            job.first_frame_s = time.perf_counter() - job.started
+        if job.on_frame is not None:
+            job.on_frame(frame)
+        eos = frame == self.cfg.audio_stream_eos_id
+        row.last_text_is_delay = bool(eos.any()) or row.last_text_is_delay
+        row.last_frame = frame
+        if bool(eos.all()) or row.steps >= job.max_new_tokens:
+            self._finish(row)
+            return False
+        return True
+
+    def _drop_cancelled(self) -> None:
+        for row in [r for r in self.rows if r.job.cancel is not None and r.job.cancel.is_set()]:
+            row.job.cancelled = True
+            self._finish(row)
+            self._remove(row)
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        rows = self.rows
+        n = len(rows)
+        positions = torch.tensor([r.length for r in rows], device=self.device)
+        span = int(positions.max()) + 1
+        self.cache.ensure(span)
+        self.cache.positions = positions
+        self.cache.span = span
+        frames = torch.stack([r.last_frame for r in rows]).to(self.device)[:, None, :]  # (n, 1, codebooks)
+        base = self.model.model
+        hidden = base.embed_audio_tokens(frames)
+        position_ids = positions[:, None]
+        cos_sin = base.rotary_emb(hidden, position_ids)
+        mask = None
+        if n > 1 and bool((positions != positions[0]).any()):
+            mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
+        for layer in base.layers[: self.cfg.num_hidden_layers]:
+            hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
+                           position_ids=position_ids, cache=self.cache)
+        hidden = base.norm(hidden)
+        logits = self.model.audio_lm_head(hidden[:, -1]).float().cpu()
+        self.steps += 1
+        self.batch_sizes.append(n)
+        if self.on_step is not None:
+            self.on_step(n)
+        finished = []
+        for i, row in enumerate(rows):
+            row.length += 1
+            if not self._take(row, logits[i]):
+                finished.append(row)
+        for row in finished:
+            self._remove(row)
+
+    def _remove(self, row: _Row) -> None:
+        index = self.rows.index(row)
+        last = len(self.rows) - 1
+        if index != last:
+            moved = self.rows[last]
+            self.cache.move(last, index, moved.length)
+            self.rows[index] = moved
+        self.rows.pop()
+
+    def _finish(self, row: _Row, error: BaseException | None = None) -> None:
+        job = row.job
+        job.error = error
+        job.finished_s = time.perf_counter() - job.started
+        job.done.set()
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        job.error = error
+        job.done.set()
