@@ -23,14 +23,22 @@ def spy(service, monkeypatch):
     """Record every prompt the service hands the (real) engine."""
     engine = service.engine
     calls = []
-    real = engine.generate
+    real_start, real_finish = engine.start, engine.finish
 
-    def recording(prompt, sampling, seed, cancel=None):
-        result = real(prompt, sampling, seed, cancel)
-        calls.append((prompt, seed, result))
+    def start(prompt, sampling, seed, cancel=None, on_frame=None):
+        job = real_start(prompt, sampling, seed, cancel, on_frame)
+        calls.append([prompt, seed, job])
+        return job
+
+    def finish(job):
+        result = real_finish(job)
+        for call in calls:
+            if call[2] is job:
+                call[2] = result
         return result
 
-    monkeypatch.setattr(engine, "generate", recording)
+    monkeypatch.setattr(engine, "start", start)
+    monkeypatch.setattr(engine, "finish", finish)
     return calls
 
 

@@ -33,3 +33,26 @@ def test_service_stream_equals_the_whole_result(service):
     meta = stream.metadata()
     assert meta["frames"] == whole.frames and meta["seed"] == 11 and meta["chunks"] == 3
     assert 0 < meta["timings"]["first_audio"] <= meta["timings"]["total"]
+
+
+def test_delay_reverter_equals_generated_codes():
+    from higgs_worker.engine.codes import generated_codes, with_delay
+    from higgs_worker.engine.streaming import DelayReverter
+
+    codes = torch.randint(0, 1024, (30, 8), generator=torch.Generator().manual_seed(5))
+    for delayed in (with_delay(codes, 8), with_delay(codes, 8)[:20]):  # ended, and cut off before the end
+        reverter = DelayReverter(8)
+        pieces = [reverter.push(frame) for frame in delayed]
+        streamed = torch.cat(pieces)
+        assert torch.equal(streamed, generated_codes(delayed))
+
+
+def test_first_audio_arrives_before_the_end(service):
+    body = {"transcript": "One long chunk of speech.", "seed": 3, "max_new_tokens": 200, "temperature": 1.0,
+            "ras_win_len": 0}
+    stream = service.synthesize_stream(SpeechRequest.parse(body))
+    pieces = list(stream)
+    meta = stream.metadata()
+    if meta["frames"] >= 40:  # a run long enough to stream in several pieces
+        assert len(pieces) >= 3
+        assert meta["timings"]["first_audio"] < meta["timings"]["total"] * 0.6

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -20,14 +21,19 @@ import numpy as np
 import torch
 
 from . import audio, text
-from .engine import AudioTurn, Engine, EngineHolder, ModelLoadError, Sampling, build_context
-from .engine.streaming import StreamDecoder
+from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
+from .engine.scheduler import Job
+from .engine.streaming import DelayReverter, StreamDecoder
 from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
 from .storage import Storage, StorageError, default_key
 from .voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
+
+#: Frames decoded together while streaming: a small first group for early audio, larger ones after.
+STREAM_FIRST_GROUP = 4
+STREAM_GROUP = 12
 
 
 def ensure_demo_model(directory: Path) -> Path:
@@ -95,9 +101,13 @@ class SpeechService:
         self.plan(request)
         self.voices.resolve(request)
 
-    def _chunks(self, request: SpeechRequest, cancel: threading.Event | None,
-                record: _Record) -> Iterator[torch.Tensor]:
-        """Generate the request chunk by chunk, yielding each chunk's plain codes as soon as it is done."""
+    def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: _Record,
+                    on_frame: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
+        """Start each chunk's generation in turn and yield its job; when resumed, collect its codes.
+
+        The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
+        previous chunks' codes, so chunks run one after another.
+        """
         _, chunks = self.plan(request)
         references = self.voices.resolve(request)
         speakers = text.speaker_tags(text.normalize(request.transcript))
@@ -116,14 +126,18 @@ class SpeechService:
         buffer = request.generation_chunk_buffer_size
         record.chunks = len(chunks)
         for index, chunk in enumerate(chunks):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
             kept = history[-buffer:] if buffer else []
-            result = engine.generate(context.prompt(chunk, kept), sampling, record.seed + index, cancel)
+            job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
+            yield job
+            result = engine.finish(job)
             record.generation_s += result.seconds
             record.usage.prompt_tokens += result.prompt_tokens
             record.usage.audio_frames += result.steps
             record.frames += int(result.codes.shape[0])
+            record.codes.append(result.codes)
             history.append(AudioTurn(chunk, result.codes))
-            yield result.codes
         record.timings["generate"] = record.generation_s
 
     def _record(self, request: SpeechRequest) -> _Record:
@@ -134,9 +148,11 @@ class SpeechService:
         """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
         record = self._record(request)
         self.plan(request)  # refuse bad text before touching voices or the model
-        pieces = list(self._chunks(request, cancel, record))
+        for _job in self._chunk_jobs(request, cancel, record):
+            pass
         engine = self.engine
         t = time.perf_counter()
+        pieces = record.codes
         codes = torch.cat(pieces) if pieces else torch.zeros((0, engine.num_codebooks), dtype=torch.long)
         wave = engine.decode(codes)  # one decode over all chunks: no seams at the joins
         record.timings["decode"] = time.perf_counter() - t
@@ -236,6 +252,7 @@ class _Record:
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(default_factory=dict)
     first_audio_s: float | None = None
+    codes: list[torch.Tensor] = field(default_factory=list)
 
     def result(self, wave, sample_rate: int, fmt: str, encoded: bytes) -> SpeechResult:
         self.timings["total"] = time.perf_counter() - self.started
@@ -264,22 +281,38 @@ class SpeechStream:
         self.sample_rate = engine.sample_rate
         decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
-        for codes in self._service._chunks(self.request, self._cancel, record):
-            piece = decoder.push(codes)
-            if piece.size:
-                if record.first_audio_s is None:
-                    record.first_audio_s = time.perf_counter() - record.started
-                self.samples += piece.size
-                yield piece
-        tail = decoder.flush()
-        if tail.size:
-            if record.first_audio_s is None:
-                record.first_audio_s = time.perf_counter() - record.started
-            self.samples += tail.size
-            yield tail
+        frames: queue.Queue[torch.Tensor] = queue.Queue()
+        for job in self._service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
+            reverter = DelayReverter(engine.num_codebooks)
+            waiting: list[torch.Tensor] = []
+            while True:
+                try:
+                    frame = frames.get(timeout=0.05)
+                except queue.Empty:
+                    if job.done.is_set() and frames.empty():
+                        break
+                    continue
+                plain = reverter.push(frame)
+                if plain.shape[0]:
+                    waiting.append(plain)
+                # decode in small groups: the first audio early, then fewer, larger windows
+                group = STREAM_FIRST_GROUP if decoder.emitted_frames == 0 else STREAM_GROUP
+                if sum(p.shape[0] for p in waiting) >= group:
+                    yield from self._emit(decoder.push(torch.cat(waiting)))
+                    waiting = []
+            if waiting:
+                yield from self._emit(decoder.push(torch.cat(waiting)))
+        yield from self._emit(decoder.flush())
         record.timings["total"] = time.perf_counter() - record.started
         if record.first_audio_s is not None:
             record.timings["first_audio"] = record.first_audio_s
+
+    def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+        if piece.size:
+            if self._record.first_audio_s is None:
+                self._record.first_audio_s = time.perf_counter() - self._record.started
+            self.samples += piece.size
+            yield piece
 
     def metadata(self) -> dict:
         record = self._record

@@ -46,3 +46,32 @@ class StreamDecoder:
         out = wave[(self.emitted_frames - start) * self._hop:(upto - start) * self._hop]
         self.emitted_frames = upto
         return out
+
+
+class DelayReverter:
+    """Delay-patterned frames in (the all-BOS frame first), plain frames out as soon as they are complete.
+
+    Codebook k of frame t arrives at step t + 1 + k, so frame t is complete when step t + 8 has run. The output
+    equals :func:`higgs_worker.engine.codes.generated_codes` of all the frames, piece by piece.
+    """
+
+    def __init__(self, num_codebooks: int, bos: int = 1024, eos: int = 1025) -> None:
+        self.k = num_codebooks
+        self.bos = bos
+        self.eos = eos
+        self.rows: list[torch.Tensor] = []
+        self.ended = False
+
+    def push(self, frame: torch.Tensor) -> torch.Tensor:
+        if self.ended:
+            return torch.zeros((0, self.k), dtype=torch.long)
+        if bool((frame == self.eos).all()):
+            self.ended = True
+            return torch.zeros((0, self.k), dtype=torch.long)
+        self.rows.append(frame.to(torch.long).cpu())
+        r = len(self.rows) - 1
+        if r < self.k:
+            return torch.zeros((0, self.k), dtype=torch.long)
+        t = r - self.k
+        plain = torch.stack([self.rows[t + 1 + i][i] for i in range(self.k)])
+        return plain.clamp(0, self.bos - 1)[None]
