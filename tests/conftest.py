@@ -10,6 +10,10 @@ import pytest
 
 from higgs_worker import settings as settings_module
 
+# No test may reach the real hub: anything that forgets its own endpoint hits a closed local port instead.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HIGGS_SHARED_DIR", REPO.parent / "shared"))
 SHARED_VOICES = SHARED / "voices"

@@ -89,3 +89,9 @@ def test_cancel_before_start_raises(engine):
 
 def test_decode_of_no_codes_is_empty(engine: Engine):
     assert engine.decode(torch.zeros((0, 8), dtype=torch.long)).shape == (0,)
+
+
+def test_very_short_codes_decode(engine: Engine):
+    for frames in (1, 3, 7):
+        wave = engine.decode(torch.randint(0, 1024, (frames, 8)))
+        assert wave.shape == (frames * 960,)

@@ -23,7 +23,7 @@ import torch
 from . import audio, text
 from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
 from .engine.scheduler import Job
-from .engine.streaming import DelayReverter, StreamDecoder
+from .engine.streaming import StreamDecoder, stream_job
 from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
 from .storage import Storage, StorageError, default_key
@@ -31,9 +31,6 @@ from .voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
 
-#: Frames decoded together while streaming: a small first group for early audio, larger ones after.
-STREAM_FIRST_GROUP = 4
-STREAM_GROUP = 12
 
 
 def ensure_demo_model(directory: Path) -> Path:
@@ -62,7 +59,12 @@ def engine_factory(settings: Settings):
         elif settings.auto_fetch_models and not (Path(settings.model_path) / "config.json").exists():
             from .models import fetch_models
 
-            fetch_models(settings)  # first start on an empty volume: download once, under a lock
+            try:
+                fetch_models(settings)  # first start on an empty volume: download once, under a lock
+            except Exception as exc:  # noqa: BLE001 - reported as a load failure, with the reason
+                raise ModelLoadError(f"MODEL_PATH folder {settings.model_path} is empty and fetching "
+                                     f"{settings.model_repo} failed: {exc.__class__.__name__}: {exc} "
+                                     "(run `higgs-worker fetch-models`)") from exc
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
         return Engine(loaded, max_batch_size=settings.max_batch_size)
 
@@ -283,25 +285,8 @@ class SpeechStream:
         record = self._record
         frames: queue.Queue[torch.Tensor] = queue.Queue()
         for job in self._service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
-            reverter = DelayReverter(engine.num_codebooks)
-            waiting: list[torch.Tensor] = []
-            while True:
-                try:
-                    frame = frames.get(timeout=0.05)
-                except queue.Empty:
-                    if job.done.is_set() and frames.empty():
-                        break
-                    continue
-                plain = reverter.push(frame)
-                if plain.shape[0]:
-                    waiting.append(plain)
-                # decode in small groups: the first audio early, then fewer, larger windows
-                group = STREAM_FIRST_GROUP if decoder.emitted_frames == 0 else STREAM_GROUP
-                if sum(p.shape[0] for p in waiting) >= group:
-                    yield from self._emit(decoder.push(torch.cat(waiting)))
-                    waiting = []
-            if waiting:
-                yield from self._emit(decoder.push(torch.cat(waiting)))
+            for piece in stream_job(job, frames, decoder, engine.num_codebooks):
+                yield from self._emit(piece)
         yield from self._emit(decoder.flush())
         record.timings["total"] = time.perf_counter() - record.started
         if record.first_audio_s is not None:

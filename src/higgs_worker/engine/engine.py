@@ -20,6 +20,10 @@ from .prompt import Prompt, model_inputs
 from .scheduler import FrameCallback, Job, Scheduler
 
 
+#: Shortest code sequence the codec decodes directly (its first convolution has a kernel of 7 frames).
+MIN_DECODE_FRAMES = 8
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How to pick each frame. ``temperature == 0`` is greedy decoding."""
@@ -30,6 +34,7 @@ class Sampling:
     ras_win_len: int = 7
     ras_win_max_num_repeat: int = 2
     max_new_tokens: int = 2048
+    stop_at_eos: bool = True  # False only for benchmarks that need exactly max_new_tokens frames
 
 
 @dataclass
@@ -102,7 +107,7 @@ class Engine:
         job = Job(inputs=inputs, temperature=0.0 if greedy else sampling.temperature, top_k=sampling.top_k,
                   top_p=sampling.top_p, ras_win_len=sampling.ras_win_len,
                   ras_max_repeat=sampling.ras_win_max_num_repeat, max_new_tokens=sampling.max_new_tokens,
-                  seed=seed, cancel=cancel, on_frame=on_frame)
+                  seed=seed, cancel=cancel, on_frame=on_frame, stop_at_eos=sampling.stop_at_eos)
         return self.scheduler.submit(job)
 
     def finish(self, job: Job) -> Generation:
@@ -127,9 +132,13 @@ class Engine:
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Plain codes ``(frames, codebooks)`` to a float32 24 kHz waveform."""
-        if codes.shape[0] == 0:
+        frames = codes.shape[0]
+        if frames == 0:
             return np.zeros(0, dtype=np.float32)
+        if frames < MIN_DECODE_FRAMES:  # the codec's first convolution needs a few frames: pad, then trim
+            codes = torch.cat([codes, codes[-1:].expand(MIN_DECODE_FRAMES - frames, -1)])
         codec = self.processor.audio_tokenizer
         with self._codec_lock, torch.inference_mode():
             audio = codec.decode(codes.transpose(0, 1)[None].to(self.loaded.device)).audio_values
-        return audio.reshape(-1).float().cpu().numpy()
+        hop = self.sample_rate // self.frame_rate
+        return audio.reshape(-1)[: frames * hop].float().cpu().numpy()

@@ -75,7 +75,7 @@ def draw(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @dataclass
 class RowSampler:
-    """Chooses one frame per step for one request."""
+    """The sampling settings and state of one request."""
 
     num_codebooks: int
     codebook_size: int
@@ -92,21 +92,62 @@ class RowSampler:
 
     def choose(self, logits: torch.Tensor, last_text_is_delay: bool) -> torch.Tensor:
         """``logits`` ``(codebooks * vocab,)`` float32 -> the next frame ``(codebooks,)``."""
-        raw = logits.view(self.num_codebooks, self.codebook_size)
-        scores = raw.clone()
-        self.delay.apply(scores, last_text_is_delay, self.stream_bos, self.stream_eos)
-        if self.temperature > 0:
-            frame = draw(warp(scores, self.temperature, self.top_k, self.top_p), self.generator)
-        else:
-            frame = torch.argmax(scores, dim=-1)
-        if self.ras_win_len > 0 and self.history:
-            window = torch.stack(self.history[-self.ras_win_len:])  # (w, codebooks)
-            repeats = ((window == frame) & (window != self.stream_bos) & (window != self.stream_eos)).sum(0)
-            redo = repeats >= self.ras_max_repeat
-            if redo.any():
-                probs = raw[redo].softmax(dim=-1)
-                frame[redo] = torch.multinomial(probs, 1, generator=self.generator).view(-1)
-        self.history.append(frame)
-        if len(self.history) > max(self.ras_win_len, 1):
-            del self.history[0]
-        return frame
+        return choose_frames([self], logits[None], [last_text_is_delay])[0]
+
+
+def choose_frames(rows: list[RowSampler], logits: torch.Tensor, last_delay: list[bool]) -> torch.Tensor:
+    """The next frame of every row at once: ``logits`` ``(rows, codebooks * vocab)`` -> ``(rows, codebooks)``.
+
+    Vectorised over rows (one set of tensor ops per step, whatever the batch), but every row uses only its own
+    settings, counters and generator, so a row's frame does not depend on the others.
+    """
+    first = rows[0]
+    n, k, v = len(rows), first.num_codebooks, first.codebook_size
+    raw = logits.view(n, k, v)
+    scores = raw.clone()
+    vocab = torch.arange(v)
+    # the delay pattern (forced stream BOS at the start, forced EOS after the first EOS)
+    bos = torch.stack([r.delay.bos for r in rows])
+    forced = bos >= 0
+    scores.masked_fill_(forced[..., None] & (vocab != first.stream_bos), NEG_INF)
+    bos = bos - forced.long()
+    eos = torch.stack([r.delay.eos for r in rows]) - torch.tensor(last_delay, dtype=torch.long)[:, None]
+    scores.masked_fill_((eos <= 0)[..., None] & (vocab != first.stream_eos), NEG_INF)
+    for i, r in enumerate(rows):
+        r.delay.bos, r.delay.eos = bos[i], eos[i]
+
+    frames = torch.argmax(scores, dim=-1)  # greedy rows keep this
+    sampled = [i for i, r in enumerate(rows) if r.temperature > 0]
+    if sampled:
+        index = torch.tensor(sampled)
+        sub = scores[index] / torch.tensor([rows[i].temperature for i in sampled])[:, None, None]
+        top_ks = [rows[i].top_k if 0 < rows[i].top_k < v else v for i in sampled]
+        if min(top_ks) < v:
+            kth = torch.topk(sub, max(top_ks), dim=-1).values  # (m, k, max_k), descending
+            threshold = kth.gather(-1, (torch.tensor(top_ks) - 1)[:, None, None].expand(-1, k, 1))
+            sub = sub.masked_fill(sub < threshold, NEG_INF)
+        top_ps = torch.tensor([rows[i].top_p for i in sampled])
+        if bool((top_ps < 1.0).any()):
+            sorted_logits, sorted_idx = torch.sort(sub, descending=False, dim=-1)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove_sorted = cumulative <= (1 - top_ps)[:, None, None]
+            remove_sorted[..., -1:] = False
+            remove_sorted &= (top_ps < 1.0)[:, None, None]
+            sub = sub.masked_fill(remove_sorted.scatter(-1, sorted_idx, remove_sorted), NEG_INF)
+        noise = torch.stack([torch.rand((k, v), generator=rows[i].generator) for i in sampled])
+        gumbel = -torch.log(-torch.log(noise.clamp_(1e-20, 1.0)))
+        frames[index] = torch.argmax(sub + gumbel, dim=-1)
+
+    for i, r in enumerate(rows):  # repetition-aware sampling, on the row's own recent frames
+        frame = frames[i]
+        if r.ras_win_len > 0 and r.history:
+            window = torch.stack(r.history[-r.ras_win_len:])
+            repeats = ((window == frame) & (window != r.stream_bos) & (window != r.stream_eos)).sum(0)
+            redo = repeats >= r.ras_max_repeat
+            if bool(redo.any()):
+                probs = raw[i][redo].softmax(dim=-1)
+                frame[redo] = torch.multinomial(probs, 1, generator=r.generator).view(-1)
+        r.history.append(frame.clone())
+        if len(r.history) > max(r.ras_win_len, 1):
+            del r.history[0]
+    return frames

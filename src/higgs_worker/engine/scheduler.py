@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .sampling import DelayState, RowSampler
+from .sampling import DelayState, RowSampler, choose_frames
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Job:
     seed: int
     cancel: threading.Event | None = None
     on_frame: FrameCallback | None = None
+    stop_at_eos: bool = True
     frames: list[torch.Tensor] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -228,13 +229,13 @@ class Scheduler:
         length = self.cache.load(slot, cache)
         row = _Row(job=job, sampler=sampler, length=length, last_frame=torch.empty(0))
         self.rows.append(row)
-        logits = out.logits[0, -1].float().cpu()
-        if not self._take(row, logits):
+        logits = out.logits[:, -1].float().cpu()
+        frame = choose_frames([row.sampler], logits, [row.last_text_is_delay])[0]
+        if not self._take(row, frame):
             self._remove(row)
 
-    def _take(self, row: _Row, logits: torch.Tensor) -> bool:
-        """Choose the row's next frame from ``logits``; False when the row has finished."""
-        frame = row.sampler.choose(logits, row.last_text_is_delay)
+    def _take(self, row: _Row, frame: torch.Tensor) -> bool:
+        """Record the row's next frame; False when the row has finished."""
         row.steps += 1
         job = row.job
         job.frames.append(frame)
@@ -245,7 +246,7 @@ class Scheduler:
         eos = frame == self.cfg.audio_stream_eos_id
         row.last_text_is_delay = bool(eos.any()) or row.last_text_is_delay
         row.last_frame = frame
-        if bool(eos.all()) or row.steps >= job.max_new_tokens:
+        if (job.stop_at_eos and bool(eos.all())) or row.steps >= job.max_new_tokens:
             self._finish(row)
             return False
         return True
@@ -282,10 +283,11 @@ class Scheduler:
         self.batch_sizes.append(n)
         if self.on_step is not None:
             self.on_step(n)
+        frames = choose_frames([r.sampler for r in rows], logits, [r.last_text_is_delay for r in rows])
         finished = []
         for i, row in enumerate(rows):
             row.length += 1
-            if not self._take(row, logits[i]):
+            if not self._take(row, frames[i]):
                 finished.append(row)
         for row in finished:
             self._remove(row)

@@ -8,6 +8,9 @@ the streamed samples match the full decode within 2e-5 (``tests/test_streaming.p
 
 from __future__ import annotations
 
+import queue
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -75,3 +78,38 @@ class DelayReverter:
         t = r - self.k
         plain = torch.stack([self.rows[t + 1 + i][i] for i in range(self.k)])
         return plain.clamp(0, self.bos - 1)[None]
+
+
+#: Frames decoded together while streaming: a small first group for early audio, larger ones after.
+FIRST_GROUP = 4
+GROUP = 12
+
+
+def stream_job(job, frames: queue.Queue, decoder: StreamDecoder, num_codebooks: int) -> Iterator[np.ndarray]:
+    """Waveform pieces of one running generation, from the frames its ``on_frame`` puts into ``frames``.
+
+    Frames are reverted from the delay pattern as they complete and decoded in small groups; the caller flushes
+    ``decoder`` after the last generation of a request.
+    """
+    reverter = DelayReverter(num_codebooks)
+    waiting: list[torch.Tensor] = []
+    while True:
+        try:
+            frame = frames.get(timeout=0.05)
+        except queue.Empty:
+            if job.done.is_set() and frames.empty():
+                break
+            continue
+        plain = reverter.push(frame)
+        if plain.shape[0]:
+            waiting.append(plain)
+        group = FIRST_GROUP if decoder.emitted_frames == 0 else GROUP
+        if sum(p.shape[0] for p in waiting) >= group:
+            piece = decoder.push(torch.cat(waiting))
+            waiting = []
+            if piece.size:
+                yield piece
+    if waiting:
+        piece = decoder.push(torch.cat(waiting))
+        if piece.size:
+            yield piece

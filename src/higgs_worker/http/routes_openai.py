@@ -94,8 +94,9 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
         done.set()
         await watcher
     request.app.state.metrics.observe_result(result.duration_s, result.generation_s, None)
+    engine_s = sum(result.timings.get(k, 0.0) for k in ("reference_encode", "generate", "decode"))
     headers = {"X-Seed": str(result.seed), "X-Audio-Duration": f"{result.duration_s:.3f}",
-               "X-Generation-Time": f"{result.generation_s:.3f}"}
+               "X-Generation-Time": f"{result.generation_s:.3f}", "X-Engine-Time": f"{engine_s:.4f}"}
     return Response(result.audio, media_type=audio.MEDIA_TYPES[result.format], headers=headers)
 
 

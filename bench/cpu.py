@@ -1,0 +1,199 @@
+"""CPU benchmark: the engine against plain ``model.generate`` + ``processor.batch_decode``, side by side in one run.
+
+    python -m bench.cpu [--json FILE] [--frames 200] [--requests 8] [--http-requests 30]
+
+On the same random model (about 50M parameters: hidden 512, 8 layers; written once with ``make-tiny-model
+--bench-size``) and the same requests of exactly ``--frames`` frames (end-of-stream ignored so every run does
+the same work), it measures:
+
+* ``batch8_speedup``: frames/s of N concurrent requests through the scheduler over the same N one after another;
+* ``single_overhead_ratio``: the engine's time for one request (generate + decode) over the plain path's;
+* ``ttfa_ratio``: time to first streamed audio over the time of the whole request (streaming path);
+* ``server_overhead_ms_p50`` / ``_p95``: HTTP wall time per request minus the engine time the server reports,
+  through the real server on loopback (tiny model, short requests, so the overhead is what is measured).
+
+Prints a table and a JSON document (also written to ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from higgs_worker.engine import Engine, Prompt, Sampling, load_model
+from higgs_worker.engine.prompt import model_inputs
+from higgs_worker.engine.streaming import StreamDecoder, stream_job
+from higgs_worker.engine.tiny import BENCH_SIZE, make_tiny_model
+
+TEXTS = [f"Benchmark request number {i}, a sentence of ordinary length to speak." for i in range(64)]
+
+
+def bench_model(cache: Path) -> Path:
+    if not (cache / "TINY_MODEL.json").exists():
+        make_tiny_model(cache, seed=0, size=BENCH_SIZE)
+    return cache
+
+
+def plain_path(engine: Engine, prompt: Prompt, frames: int, seed: int) -> float:
+    """``model.generate`` + ``processor.batch_decode``, as a script would call them."""
+    inputs = model_inputs(engine.processor, prompt)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = engine.model.generate(**inputs, do_sample=True, temperature=1.0, top_k=50, top_p=0.95,
+                                    max_new_tokens=frames, eos_token_id=None, return_dict_in_generate=True)
+        engine.processor.batch_decode(out.audio_sequences)
+    return time.perf_counter() - start
+
+
+def engine_path(engine: Engine, prompt: Prompt, sampling: Sampling, seed: int) -> float:
+    start = time.perf_counter()
+    result = engine.generate(prompt, sampling, seed)
+    engine.decode(result.codes)
+    return time.perf_counter() - start
+
+
+def streaming_path(engine: Engine, prompt: Prompt, sampling: Sampling, seed: int) -> tuple[float, float]:
+    """(time to first audio, total) through the streaming path the service uses."""
+    frames: queue.Queue = queue.Queue()
+    decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
+    start = time.perf_counter()
+    job = engine.start(prompt, sampling, seed, on_frame=frames.put)
+    first = None
+    for _piece in stream_job(job, frames, decoder, engine.num_codebooks):
+        if first is None:
+            first = time.perf_counter() - start
+    decoder.flush()
+    engine.finish(job)
+    return first or 0.0, time.perf_counter() - start
+
+
+def server_overhead(requests: int) -> dict[str, float]:
+    """Real server subprocess on loopback with the tiny model; overhead = wall - reported engine time."""
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from servers import Server  # the same helper the tests use
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = make_tiny_model(Path(tmp) / "tiny", seed=0)
+        server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
+                         "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
+                         "HF_ENDPOINT": "http://127.0.0.1:9"}, Path(tmp))
+        try:
+            server.wait_ready()
+            body = {"model": "tts-1", "input": "Overhead.", "voice": "default", "response_format": "wav",
+                    "max_new_tokens": 20, "seed": 1}
+            overheads = []
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                for i in range(requests + 3):
+                    start = time.perf_counter()
+                    resp = client.post("/v1/audio/speech", json=body)
+                    wall = time.perf_counter() - start
+                    resp.raise_for_status()
+                    if i >= 3:  # the first requests warm up caches
+                        overheads.append((wall - float(resp.headers["x-engine-time"])) * 1000)
+        finally:
+            server.stop()
+    overheads.sort()
+    return {"server_overhead_ms_p50": round(statistics.median(overheads), 2),
+            "server_overhead_ms_p95": round(overheads[min(len(overheads) - 1, int(0.95 * len(overheads)))], 2)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--http-requests", type=int, default=30)
+    parser.add_argument("--model-cache", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs-worker"
+                        / "bench-model")
+    args = parser.parse_args(argv)
+
+    folder = bench_model(args.model_cache)
+    loaded = load_model(folder / "model", folder / "tokenizer", "cpu", "float32")
+    params = sum(p.numel() for p in loaded.model.parameters())
+    engine = Engine(loaded, max_batch_size=max(8, args.requests))
+    sampling = Sampling(temperature=1.0, top_k=50, top_p=0.95, ras_win_len=0, max_new_tokens=args.frames,
+                        stop_at_eos=False)
+    prompts = [Prompt(text=t) for t in TEXTS[: args.requests]]
+
+    engine_path(engine, prompts[0], Sampling(max_new_tokens=24, stop_at_eos=False), 0)  # warm-up
+    plain_path(engine, prompts[0], 24, 0)
+
+    # single request, side by side, alternating to share the machine's state fairly
+    plain_times, engine_times = [], []
+    for i in range(3):
+        plain_times.append(plain_path(engine, prompts[0], args.frames, i))
+        engine_times.append(engine_path(engine, prompts[0], sampling, i))
+    plain_s, engine_s = statistics.median(plain_times), statistics.median(engine_times)
+
+    # throughput: N one after another vs N at once, through the scheduler
+    start = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        engine.generate(prompt, sampling, seed=i)
+    serial_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jobs = [engine.start(p, sampling, seed=i) for i, p in enumerate(prompts)]
+    for job in jobs:
+        engine.finish(job)
+    batch_s = time.perf_counter() - start
+    total_frames = args.frames * len(prompts)
+
+    # streaming: time to first audio vs the whole request
+    ttfa, whole = streaming_path(engine, prompts[1], sampling, 5)
+    engine.close()
+
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads",
+        "model_parameters": params,
+        "frames_per_request": args.frames,
+        "requests": len(prompts),
+        "plain_single_s": round(plain_s, 3),
+        "engine_single_s": round(engine_s, 3),
+        "single_overhead_ratio": round(engine_s / plain_s, 3),
+        "serial_frames_per_s": round(total_frames / serial_s, 1),
+        "batch_frames_per_s": round(total_frames / batch_s, 1),
+        "batch8_speedup": round(serial_s / batch_s, 2),
+        "ttfa_s": round(ttfa, 3),
+        "stream_total_s": round(whole, 3),
+        "ttfa_ratio": round(ttfa / whole, 3),
+    }
+    if args.http_requests > 0:
+        results.update(server_overhead(args.http_requests))
+    print_table(results)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+TARGETS = {"batch8_speedup": ">= 3.5", "single_overhead_ratio": "<= 1.05", "ttfa_ratio": "<= 0.15",
+           "server_overhead_ms_p50": "<= 10"}
+
+
+def print_table(results: dict) -> None:
+    rows = [(k, str(v), TARGETS.get(k, "")) for k, v in results.items() if k not in ("date", "machine")]
+    width = max(len(r[0]) for r in rows)
+    print(f"{results['date']}  {results['machine']}")
+    print(f"{'metric'.ljust(width)}  {'value':>12}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {value:>12}  {target}")
+
+
+if __name__ == "__main__":
+    main()
