@@ -269,6 +269,8 @@ def test_metrics_parse_and_count(http, client):
     assert after == before + 1
     assert any(s.value > 0 for s in families["higgs_generated_audio_seconds"].samples)
     assert "higgs_queue_depth" in families and "higgs_model_load_seconds" in families
+    batch_counts = [s.value for s in families["higgs_batch_size"].samples if s.name.endswith("_count")]
+    assert batch_counts and batch_counts[0] > 0  # every decode step records its batch size
 
 
 def test_openapi_docs(http):

@@ -82,3 +82,21 @@ def test_time_to_first_frame_is_reported(engine):
     job = engine.start(Prompt(text="Timing."), SAMPLED, seed=1)
     result = engine.finish(job)
     assert result.first_frame_s is not None and 0 < result.first_frame_s <= result.seconds
+
+
+def test_gpu_bench_script_runs_on_a_tiny_config(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bench.py"), "--tiny", "--device", "cpu",
+                           "--frames", "24", "--batches", "1,4", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [r["batch"] for r in result["runs"]] == [1, 4]
+    assert all(r["ours_frames_per_s"] > 0 and r["plain_frames_per_s"] > 0 for r in result["runs"])
+    assert result["batch1_bound_frames_per_s"] > 0 and "batch1_fraction_of_bound" in result

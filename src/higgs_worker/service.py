@@ -66,7 +66,9 @@ def engine_factory(settings: Settings):
                                      f"{settings.model_repo} failed: {exc.__class__.__name__}: {exc} "
                                      "(run `higgs-worker fetch-models`)") from exc
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
-        return Engine(loaded, max_batch_size=settings.max_batch_size)
+        cuda = loaded.device.type == "cuda"
+        return Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
+                      compile_decode=settings.compile_decode and cuda, warmup=settings.warmup)
 
     return build
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     auto_fetch_models: bool = Field(True, description="Download the repos into an empty `MODEL_PATH` / `TOKENIZER_PATH` before loading.")
     preload_models: bool = Field(True, description="Load the model at start instead of on the first request.")
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")
+    kv_cache_tokens: int = Field(2048, ge=256, description="Initial positions per row of the slot KV cache (grows when a prompt needs more).")
+    compile_decode: bool = Field(False, description="GPU only: `torch.compile` the decode step (experimental).")
+    warmup: bool = Field(True, description="Run one short generation at load so the first request pays no warm-up.")
 
     # HTTP server.
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from .engine import Cancelled, Engine, Generation, Sampling
@@ -26,6 +27,8 @@ class EngineHolder:
         self._engine: Engine | None = None
         self.error: Exception | None = None
         self.loading = False
+        self.load_s: float | None = None
+        self.on_load: list[Callable[[Engine], None]] = []  # observers told once the engine exists
 
     @property
     def ready(self) -> bool:
@@ -39,13 +42,18 @@ class EngineHolder:
                 if self.error is not None:
                     raise self.error
                 self.loading = True
+                start = time.perf_counter()
                 try:
-                    self._engine = self._factory()
+                    engine = self._factory()
                 except Exception as exc:
                     self.error = exc
                     raise
                 finally:
                     self.loading = False
+                self.load_s = time.perf_counter() - start
+                for observer in self.on_load:
+                    observer(engine)
+                self._engine = engine
             return self._engine
 
     def reset(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -56,15 +57,25 @@ class Engine:
     """One loaded model: a scheduler that batches generations, and the codec for references and audio."""
 
     def __init__(self, loaded: LoadedModel, reference_cache_size: int = 64, max_batch_size: int = 8,
-                 cache_capacity: int = 2048) -> None:
+                 cache_capacity: int = 2048, compile_decode: bool = False, warmup: bool = False) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
-        self.scheduler = Scheduler(self.model, max_batch=max_batch_size, capacity=cache_capacity)
+        self.scheduler = Scheduler(self.model, max_batch=max_batch_size, capacity=cache_capacity,
+                                   compile_decode=compile_decode)
         self._codec_lock = threading.Lock()
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_cache_size = reference_cache_size
         self.reference_encodes = 0
+        if warmup:
+            self.warm_up()
+
+    def warm_up(self) -> float:
+        """One short generation and decode, so the first request pays no kernel selection or compilation."""
+        start = time.perf_counter()
+        result = self.generate(Prompt(text="Warm up."), Sampling(max_new_tokens=16, stop_at_eos=False), seed=0)
+        self.decode(result.codes)
+        return time.perf_counter() - start
 
     @property
     def sample_rate(self) -> int:

@@ -127,7 +127,7 @@ class SlotCache:
 class Scheduler:
     """Runs every generation of one model; many requests share each decode step."""
 
-    def __init__(self, model, max_batch: int = 8, capacity: int = 2048) -> None:
+    def __init__(self, model, max_batch: int = 8, capacity: int = 2048, compile_decode: bool = False) -> None:
         self.model = model
         cfg = model.config
         self.cfg = cfg
@@ -146,6 +146,9 @@ class Scheduler:
         self.steps = 0
         self.batch_sizes: list[int] = []
         self.on_step: Callable[[int], None] | None = None  # observer (metrics) of each step's batch size
+        self._forward = self._decode_forward
+        if compile_decode:  # GPU fast path: fewer kernel launches per step; shapes vary, so dynamic
+            self._forward = torch.compile(self._decode_forward, dynamic=True)
         self._thread = threading.Thread(target=self._loop, name="higgs-scheduler", daemon=True)
         self._thread.start()
 
@@ -267,18 +270,10 @@ class Scheduler:
         self.cache.positions = positions
         self.cache.span = span
         frames = torch.stack([r.last_frame for r in rows]).to(self.device)[:, None, :]  # (n, 1, codebooks)
-        base = self.model.model
-        hidden = base.embed_audio_tokens(frames)
-        position_ids = positions[:, None]
-        cos_sin = base.rotary_emb(hidden, position_ids)
         mask = None
         if n > 1 and bool((positions != positions[0]).any()):
             mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
-        for layer in base.layers[: self.cfg.num_hidden_layers]:
-            hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
-                           position_ids=position_ids, cache=self.cache)
-        hidden = base.norm(hidden)
-        logits = self.model.audio_lm_head(hidden[:, -1]).float().cpu()
+        logits = self._forward(frames, positions[:, None], mask).float().cpu()
         self.steps += 1
         self.batch_sizes.append(n)
         if self.on_step is not None:
@@ -291,6 +286,17 @@ class Scheduler:
                 finished.append(row)
         for row in finished:
             self._remove(row)
+
+    def _decode_forward(self, frames: torch.Tensor, position_ids: torch.Tensor,
+                        mask: torch.Tensor | None) -> torch.Tensor:
+        """One audio decode step for the active rows: the model's own layers over the slot cache."""
+        base = self.model.model
+        hidden = base.embed_audio_tokens(frames)
+        cos_sin = base.rotary_emb(hidden, position_ids)
+        for layer in base.layers[: self.cfg.num_hidden_layers]:
+            hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
+                           position_ids=position_ids, cache=self.cache)
+        return self.model.audio_lm_head(base.norm(hidden)[:, -1])
 
     def _remove(self, row: _Row) -> None:
         index = self.rows.index(row)

@@ -41,22 +41,23 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 
 def _preload(app: FastAPI) -> None:
-    service: SpeechService = app.state.service
-    metrics: Metrics = app.state.metrics
-    start = time.perf_counter()
     try:
-        service.holder.get()
+        app.state.service.holder.get()
     except Exception as exc:  # noqa: BLE001 - reported on /health and /ping, not a crash loop
         log.error("model load failed: %s", exc)
-        return
-    metrics.model_load_seconds.set(time.perf_counter() - start)
-    metrics.model_ready.set(1)
 
 
 def create_app(settings: Settings | None = None, service: SpeechService | None = None) -> FastAPI:
     settings = settings or get_settings()
     service = service or SpeechService(settings)
     metrics = Metrics()
+
+    def engine_loaded(engine) -> None:
+        engine.scheduler.on_step = metrics.batch_size.observe
+        metrics.model_load_seconds.set(service.holder.load_s or 0.0)
+        metrics.model_ready.set(1)
+
+    service.holder.on_load.append(engine_loaded)
 
     def work(job: Job, emit) -> dict:
         queued = (job.started or time.time()) - job.created
