@@ -26,8 +26,8 @@ FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
 Work = Callable[["Job", Callable[[Any], None]], dict[str, Any]]
 
 
-class JobTimeout(Exception):
-    """Raised by work that stopped because its job ran past its time limit."""
+class QueueFull(RuntimeError):
+    """No room for another job."""
 
 
 @dataclass
@@ -64,7 +64,8 @@ class JobStore:
     """Accepts jobs, runs them on ``workers`` threads, keeps them ``retention_s`` after they end."""
 
     def __init__(self, work: Work, workers: int, retention_s: float, timeout_s: float,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None, max_open: int = 1_000_000) -> None:
+        self.max_open = max_open
         self._work = work
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -86,6 +87,10 @@ class JobStore:
         job = Job(id=f"local-{uuid.uuid4()}", input=job_input)
         with self._lock:
             self._prune()
+            open_jobs = sum(1 for j in self._jobs.values() if j.status not in FINAL)
+            if open_jobs >= self.max_open:
+                raise QueueFull(f"{open_jobs} jobs are queued or running; the limit is {self.max_open} "
+                                "(MAX_CONCURRENT_JOBS)")
             self._jobs[job.id] = job
         self._pool.submit(self._run, job)
         self._on_change()

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest decoded reference audio accepted, in bytes.")
     max_ref_audio_seconds: float = Field(60.0, gt=0, description="Longest reference audio accepted, in seconds.")
     max_speakers: int = Field(8, ge=1, description="Most reference voices in one request.")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 beyond).")
+    max_concurrent_jobs: int = Field(64, ge=1, description="Most jobs queued or running, and speech requests in flight (429 beyond).")
 
     # Storage.
     aws_access_key_id: SecretStr | None = Field(None, description="S3 access key (standard AWS chain when unset).")

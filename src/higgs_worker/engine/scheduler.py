@@ -81,6 +81,7 @@ class SlotCache:
         self.capacity = capacity
         self.positions: torch.Tensor | None = None  # (active,) write positions of this step
         self.span = 0  # keys visible this step
+        self.row_offset = 0  # first cache row of the rows in this forward pass
 
     def ensure(self, needed: int) -> None:
         """Grow the capacity (doubling) so ``needed`` positions fit."""
@@ -115,10 +116,12 @@ class SlotCache:
     # -- the transformers Cache surface the decoder layers use ----------------------------------------------
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         rows = key_states.shape[0]
-        index = torch.arange(rows, device=key_states.device)
+        a = self.row_offset
+        index = torch.arange(a, a + rows, device=key_states.device)
         self.keys[layer_idx][index, :, self.positions] = key_states[:, :, 0]
         self.values[layer_idx][index, :, self.positions] = value_states[:, :, 0]
-        return self.keys[layer_idx][:rows, :, : self.span], self.values[layer_idx][:rows, :, : self.span]
+        return (self.keys[layer_idx][a:a + rows, :, : self.span],
+                self.values[layer_idx][a:a + rows, :, : self.span])
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.span
@@ -146,6 +149,9 @@ class Scheduler:
         self.steps = 0
         self.batch_sizes: list[int] = []
         self.on_step: Callable[[int], None] | None = None  # observer (metrics) of each step's batch size
+        self.split = 0  # rows per forward pass after an out-of-memory (0: all at once)
+        self._split_since = 0
+        self.oom_events = 0
         self._forward = self._decode_forward
         if compile_decode:  # GPU fast path: fewer kernel launches per step; shapes vary, so dynamic
             self._forward = torch.compile(self._decode_forward, dynamic=True)
@@ -265,27 +271,64 @@ class Scheduler:
         rows = self.rows
         n = len(rows)
         positions = torch.tensor([r.length for r in rows], device=self.device)
-        span = int(positions.max()) + 1
-        self.cache.ensure(span)
-        self.cache.positions = positions
-        self.cache.span = span
+        self.cache.ensure(int(positions.max()) + 1)
         frames = torch.stack([r.last_frame for r in rows]).to(self.device)[:, None, :]  # (n, 1, codebooks)
-        mask = None
-        if n > 1 and bool((positions != positions[0]).any()):
-            mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
-        logits = self._forward(frames, positions[:, None], mask).float().cpu()
+        logits: list[torch.Tensor | None] = [None] * n
+        size = min(n, self.split or n)
+        for a in range(0, n, size):
+            self._forward_or_split(a, min(n, a + size), frames, positions, logits)
+        if self.split and self.steps - self._split_since > 200:
+            self.split = 0  # memory pressure was transient: try full batches again
         self.steps += 1
         self.batch_sizes.append(n)
         if self.on_step is not None:
             self.on_step(n)
-        frames = choose_frames([r.sampler for r in rows], logits, [r.last_text_is_delay for r in rows])
+        failed = [rows[i] for i in range(n) if logits[i] is None]
+        live = [i for i in range(n) if logits[i] is not None]
         finished = []
-        for i, row in enumerate(rows):
-            row.length += 1
-            if not self._take(row, frames[i]):
-                finished.append(row)
-        for row in finished:
+        if live:
+            chosen = choose_frames([rows[i].sampler for i in live], torch.stack([logits[i] for i in live]),
+                                   [rows[i].last_text_is_delay for i in live])
+            for j, i in enumerate(live):
+                row = rows[i]
+                row.length += 1
+                if not self._take(row, chosen[j]):
+                    finished.append(row)
+        for row in failed:
+            self._finish(row, error=MemoryError(f"out of accelerator memory even alone (context {row.length} "
+                                                "tokens); shorten the text or the reference audio"))
+        for row in finished + failed:
             self._remove(row)
+
+    def _forward_or_split(self, a: int, b: int, frames: torch.Tensor, positions: torch.Tensor,
+                          logits: list[torch.Tensor | None]) -> None:
+        """Run rows ``a:b``; on out-of-memory retry them in halves, and give up only on a single row."""
+        try:
+            pos = positions[a:b]
+            self.cache.row_offset = a
+            self.cache.positions = pos
+            self.cache.span = int(pos.max()) + 1
+            mask = None
+            if b - a > 1 and bool((pos != pos[0]).any()):
+                mask = (torch.arange(self.cache.span, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
+            out = self._forward(frames[a:b], pos[:, None], mask).float().cpu()
+            for i in range(a, b):
+                logits[i] = out[i - a]
+        except torch.OutOfMemoryError:
+            self.oom_events += 1
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if b - a == 1:
+                log.error("out of memory decoding one request alone; failing it")
+                return
+            half = (b - a + 1) // 2
+            self.split = half
+            self._split_since = self.steps
+            log.warning("out of memory with %d rows; retrying in batches of %d", b - a, half)
+            self._forward_or_split(a, a + half, frames, positions, logits)
+            self._forward_or_split(a + half, b, frames, positions, logits)
+        finally:
+            self.cache.row_offset = 0
 
     def _decode_forward(self, frames: torch.Tensor, position_ids: torch.Tensor,
                         mask: torch.Tensor | None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -40,6 +41,47 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return field, msg
 
 
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413, by header or while reading a chunked body."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps(error_body(f"body: request body is over {self.limit} bytes (MAX_BODY_BYTES)",
+                                     "body")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _preload(app: FastAPI) -> None:
     try:
         app.state.service.holder.get()
@@ -75,7 +117,8 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.jobs = JobStore(work, workers=settings.max_batch_size, retention_s=settings.job_retention_s,
-                                  timeout_s=settings.job_timeout_s, on_change=jobs_changed)
+                                  timeout_s=settings.job_timeout_s, on_change=jobs_changed,
+                                  max_open=settings.max_concurrent_jobs)
         if settings.preload_models:
             threading.Thread(target=_preload, args=(app,), name="model-load", daemon=True).start()
         yield
@@ -87,7 +130,9 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.speech_inflight = 0
 
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])

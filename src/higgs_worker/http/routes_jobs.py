@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..jobs import FINAL, JobStore
+from ..jobs import FINAL, JobStore, QueueFull
 
 router = APIRouter(tags=["RunPod-compatible jobs"])
 
@@ -35,6 +35,8 @@ def _job_or_404(request: Request, job_id: str):
 def _refuse_while_stopping(store: JobStore, body: RunBody):
     try:
         return store.submit(body.input)
+    except QueueFull as exc:
+        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": "2"}) from None
     except RuntimeError as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from None
 

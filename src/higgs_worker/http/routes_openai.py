@@ -75,9 +75,22 @@ async def speech(body: OpenAISpeech, request: Request) -> Response:
     except RequestError as exc:
         raise _openai_error(exc, voice_given) from None
     _ensure_model(service)
+    state = request.app.state
+    limit = state.settings.max_concurrent_jobs
+    if state.speech_inflight >= limit:
+        raise HTTPException(status_code=429, detail=f"{state.speech_inflight} speech requests are in flight; the "
+                            f"limit is {limit} (MAX_CONCURRENT_JOBS)", headers={"Retry-After": "2"})
+    state.speech_inflight += 1
     if body.stream_format is None:
-        return await _whole(request, service, speech_request)
-    return _streamed(request, service, speech_request, body.stream_format)
+        try:
+            return await _whole(request, service, speech_request)
+        finally:
+            state.speech_inflight -= 1
+    try:
+        return _streamed(request, service, speech_request, body.stream_format)
+    except BaseException:
+        state.speech_inflight -= 1
+        raise
 
 
 async def _whole(request: Request, service: SpeechService, speech_request: SpeechRequest) -> Response:
@@ -140,12 +153,16 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
     def encoded() -> Iterator[bytes]:
         yield from audio.encode_stream(stream, fmt)
 
+    state = request.app.state
+
     async def audio_body() -> AsyncIterator[bytes]:
         try:
             async for data in _pump(encoded(), cancel):
                 yield data
         except Cancelled:
             return
+        finally:
+            state.speech_inflight -= 1
         _observe(stream, metrics)
 
     async def sse_body() -> AsyncIterator[bytes]:
@@ -155,9 +172,11 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
                 yield f"data: {json.dumps(event)}\n\n".encode()
         except Cancelled:
             return
-        except (RequestError, ModelLoadError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band
             yield f"data: {json.dumps({'type': 'error', 'error': str(exc)})}\n\n".encode()
             return
+        finally:
+            state.speech_inflight -= 1
         meta = stream.metadata()
         usage = meta["usage"]
         done = {"type": "speech.audio.done", "usage": {"input_tokens": usage["prompt_tokens"],
