@@ -60,7 +60,8 @@ class Server:
         wait_until(ready, timeout, "the server to answer /ping with 200")
 
     def output(self) -> str:
-        self._log_file.flush()
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, sig_term: bool = True) -> int:
