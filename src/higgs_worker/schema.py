@@ -56,7 +56,7 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
     transcript: str = Field(..., alias="text", description="Text to speak; `[SPEAKER0]`/`[SPEAKER1]` tags for dialogue.")
-    ref_audio: str | None = Field(None, description="Voice: preset name(s) (`belinda` or `belinda,broom_salesman`), or base64 audio (with `ref_text`).")
+    ref_audio: str | None = Field(None, description="Voice: preset name(s) (`belinda` or `belinda,broom_salesman`), base64 audio, or an https URL when enabled (with `ref_text`).")
     ref_text: str | None = Field(None, description="Transcript of base64 `ref_audio`.")
     scene_prompt: str | None = Field(None, description="Scene description placed in the system turn.")
     temperature: float = Field(0.3, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
@@ -123,7 +123,8 @@ class SpeechRequest(BaseModel):
     @model_validator(mode="after")
     def _base64_needs_text(self) -> SpeechRequest:
         if self.ref_audio is not None and not is_voice_names(self.ref_audio) and not self.ref_text:
-            raise RequestError("ref_text", "is required with base64 `ref_audio` (the transcript of that audio)")
+            kind = "a URL" if is_url(self.ref_audio) else "base64"
+            raise RequestError("ref_text", f"is required with {kind} `ref_audio` (the transcript of that audio)")
         return self
 
     @classmethod
@@ -221,6 +222,10 @@ class OpenAISpeech(BaseModel):
 
 def voice_names(value: str) -> list[str]:
     return [n.strip() for n in value.split(",")]
+
+
+def is_url(value: str) -> bool:
+    return value[:8].lower().startswith(("https://", "http://"))
 
 
 def is_voice_names(value: str) -> bool:

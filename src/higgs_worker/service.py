@@ -24,6 +24,7 @@ from . import audio, text
 from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
 from .engine.scheduler import Job
 from .engine.streaming import StreamDecoder, stream_job
+from .safe_fetch import GuardedFetcher
 from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
 from .storage import Storage, StorageError, default_key
@@ -80,8 +81,13 @@ class SpeechService:
                  voices: VoiceLibrary | None = None) -> None:
         self.settings = settings
         self.holder = holder or EngineHolder(engine_factory(settings))
+        fetcher = None
+        if settings.allow_ref_audio_urls:
+            fetcher = GuardedFetcher(max_bytes=settings.max_ref_audio_bytes, timeout_s=settings.ref_audio_url_timeout_s,
+                                     allow_http=settings.ref_audio_url_allow_http,
+                                     allow_loopback=settings.ref_audio_url_allow_loopback)
         self.voices = voices or VoiceLibrary(settings.voices_dir, settings.max_ref_audio_bytes,
-                                             settings.max_ref_audio_seconds)
+                                             settings.max_ref_audio_seconds, fetcher)
         self._storage: Storage | None = None
 
     @property

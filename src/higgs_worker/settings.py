@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest decoded reference audio accepted, in bytes.")
     max_ref_audio_seconds: float = Field(60.0, gt=0, description="Longest reference audio accepted, in seconds.")
     max_speakers: int = Field(8, ge=1, description="Most reference voices in one request.")
+    allow_ref_audio_urls: bool = Field(False, description="Accept `ref_audio` as an https URL (fetched with SSRF guards).")
+    ref_audio_url_allow_http: bool = Field(False, description="Also accept plain http URLs for `ref_audio`.")
+    ref_audio_url_allow_loopback: bool = Field(False, description="Let `ref_audio` URLs reach loopback addresses (local development only).")
+    ref_audio_url_timeout_s: float = Field(10.0, gt=0, le=120, description="Total time to fetch a `ref_audio` URL, redirects included.")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 beyond).")
     max_concurrent_jobs: int = Field(64, ge=1, description="Most jobs queued or running, and speech requests in flight (429 beyond).")
 

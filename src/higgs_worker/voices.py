@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, AudioDecodeError, load_model_audio
-from .schema import VOICE_NAME, RequestError, SpeechRequest
+from .safe_fetch import FetchRefused, GuardedFetcher
+from .schema import VOICE_NAME, RequestError, SpeechRequest, is_url
 
 _DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
@@ -45,7 +46,9 @@ class VoiceExists(RequestError):
 class VoiceLibrary:
     """Presets in ``root`` (``NAME.wav`` with its transcript in ``NAME.txt``) and uploads in ``root/uploads``."""
 
-    def __init__(self, root: Path, max_bytes: int, max_seconds: float) -> None:
+    def __init__(self, root: Path, max_bytes: int, max_seconds: float,
+                 fetcher: GuardedFetcher | None = None) -> None:
+        self.fetcher = fetcher  # None: URL references are disabled
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
@@ -155,11 +158,23 @@ class VoiceLibrary:
             raise RequestError("ref_audio", f"is {seconds:.2f} s long; at least 0.2 s of speech is needed")
         return wave
 
+    def from_url(self, url: str, transcript: str) -> Reference:
+        """Audio at an https URL, fetched under the SSRF guards, then validated like any reference."""
+        if self.fetcher is None:
+            raise RequestError("ref_audio", "URL references are disabled on this server (ALLOW_REF_AUDIO_URLS)")
+        try:
+            raw = self.fetcher.fetch(url)
+        except FetchRefused as exc:
+            raise RequestError("ref_audio", str(exc)) from None
+        return Reference("url", transcript, self._load(raw))
+
     def resolve(self, request: SpeechRequest) -> list[Reference]:
-        """The request's reference voices, in speaker order (``SPEAKER0`` first)."""
+        """The request's reference voices, in speaker order (``SPEAKER0`` first). Blocking: call off the loop."""
         if request.ref_audio is None:
             return []
         names = request.voice_names
         if names:
             return [self.get(n) for n in names]
+        if is_url(request.ref_audio):
+            return [self.from_url(request.ref_audio, request.ref_text or "")]
         return [self.from_base64(request.ref_audio, request.ref_text or "")]

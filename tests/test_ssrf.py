@@ -1,0 +1,169 @@
+"""URL references under the SSRF guards. No packet leaves 127.0.0.0/8: names resolve through a stub resolver,
+and the connect step fails the test if it is ever reached for anything but the local test server."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from higgs_worker.safe_fetch import FetchRefused, GuardedFetcher, forbidden
+from higgs_worker.schema import RequestError, SpeechRequest
+from higgs_worker.voices import VoiceLibrary
+
+STUB_DNS = {
+    "private.test": ["10.0.0.5"], "metadata.test": ["169.254.169.254"], "loop.test": ["127.0.0.1"],
+    "v6loop.test": ["::1"], "mapped.test": ["::ffff:10.0.0.1"], "cgnat.test": ["100.64.1.1"],
+    "ula.test": ["fd00:ec2::254"], "mixed.test": ["93.184.216.34", "10.0.0.1"], "zero.test": ["0.0.0.0"],
+    "voice.test": ["127.0.0.1"],
+}
+
+
+def stub_resolver(host: str, port: int) -> list[str]:
+    if host not in STUB_DNS:
+        raise FetchRefused(f"host {host!r} does not resolve")
+    return STUB_DNS[host]
+
+
+class LoopbackOnly(httpx.HTTPTransport):
+    """The connect step: only the local test server may ever be reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hosts: list[str] = []
+
+    def handle_request(self, request):
+        host = request.url.host
+        if host != "127.0.0.1":
+            raise AssertionError(f"connect reached for a forbidden address {host}")
+        self.hosts.append(request.headers["host"])
+        return super().handle_request(request)
+
+
+def wav_bytes() -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, (0.2 * np.sin(np.arange(16000) / 10)).astype(np.float32), 16000, format="WAV")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def origin():
+    audio = wav_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            if self.path == "/voice.wav":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(audio)))
+                self.end_headers()
+                self.wfile.write(audio)
+            elif self.path == "/to-metadata":
+                self.send_response(302)
+                self.send_header("Location", "http://metadata.test/latest/meta-data/")
+                self.end_headers()
+            elif self.path == "/to-voice":
+                self.send_response(301)
+                self.send_header("Location", "/voice.wav")
+                self.end_headers()
+            elif self.path == "/endless":
+                self.send_response(200)
+                self.end_headers()  # no length: the cap must apply while streaming
+                try:
+                    for _ in range(400):
+                        self.wfile.write(b"\0" * 65536)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            elif self.path == "/stall":
+                self.send_response(200)
+                self.send_header("Content-Length", "5000000")
+                self.end_headers()
+                time.sleep(5)
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def fetcher(**kw) -> tuple[GuardedFetcher, LoopbackOnly]:
+    transport = LoopbackOnly()
+    options = {"max_bytes": 2_000_000, "timeout_s": 2.0, "resolver": stub_resolver, "transport": transport}
+    options.update(kw)
+    return GuardedFetcher(**options), transport
+
+
+@pytest.mark.parametrize("host", ["private.test", "metadata.test", "loop.test", "v6loop.test", "mapped.test",
+                                  "cgnat.test", "ula.test", "mixed.test", "zero.test"])
+def test_forbidden_addresses_are_refused_before_connecting(host):
+    guard, transport = fetcher()
+    with pytest.raises(FetchRefused, match="refused"):
+        guard.fetch(f"https://{host}/voice.wav")
+    assert transport.hosts == []
+
+
+@pytest.mark.parametrize("url", ["http://voice.test/voice.wav", "file:///etc/passwd", "ftp://voice.test/x",
+                                 "https://user:pw@voice.test/x", "https:///nohost"])
+def test_schemes_and_credentials(url):
+    guard, transport = fetcher(allow_loopback=True)
+    with pytest.raises(FetchRefused):
+        guard.fetch(url)
+    assert transport.hosts == []
+
+
+def test_allowed_target_is_fetched_at_the_checked_address(origin):
+    guard, transport = fetcher(allow_http=True, allow_loopback=True)
+    data = guard.fetch(f"http://voice.test:{origin}/voice.wav")
+    assert data == wav_bytes() and transport.hosts == [f"voice.test:{origin}"]
+    assert guard.fetch(f"http://voice.test:{origin}/to-voice") == data  # a redirect to an allowed place
+
+
+def test_redirect_to_a_forbidden_host_is_refused(origin):
+    guard, transport = fetcher(allow_http=True, allow_loopback=True)
+    with pytest.raises(FetchRefused, match="link-local"):
+        guard.fetch(f"http://voice.test:{origin}/to-metadata")
+    assert transport.hosts == [f"voice.test:{origin}"]  # only the first hop was contacted
+
+
+def test_size_and_time_caps(origin):
+    guard, _ = fetcher(allow_http=True, allow_loopback=True, max_bytes=1_000_000)
+    with pytest.raises(FetchRefused, match="MAX_REF_AUDIO_BYTES"):
+        guard.fetch(f"http://voice.test:{origin}/endless")
+    with pytest.raises(FetchRefused, match="MAX_REF_AUDIO_BYTES"):
+        guard.fetch(f"http://voice.test:{origin}/stall")  # declared too large: refused before reading
+    slow, _ = fetcher(allow_http=True, allow_loopback=True, max_bytes=10_000_000, timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(FetchRefused):
+        slow.fetch(f"http://voice.test:{origin}/stall")
+    assert time.monotonic() - started < 4
+
+
+def test_public_addresses_pass_the_check():
+    assert forbidden("93.184.216.34") is None and forbidden("2606:2800:220:1::1") is None
+    assert forbidden("127.0.0.1") == "loopback" and forbidden("127.0.0.1", allow_loopback=True) is None
+
+
+def test_voice_library_urls_disabled_or_validated(origin, tmp_path, env):
+    request = SpeechRequest.parse({"transcript": "hi", "ref_audio": f"http://voice.test:{origin}/voice.wav",
+                                   "ref_text": "words"})
+    with pytest.raises(RequestError, match="ALLOW_REF_AUDIO_URLS"):
+        VoiceLibrary(tmp_path, 10_000_000, 60).resolve(request)
+    guard, _ = fetcher(allow_http=True, allow_loopback=True)
+    refs = VoiceLibrary(tmp_path, 10_000_000, 60, guard).resolve(request)
+    assert refs[0].transcript == "words" and abs(refs[0].duration_s - 1.0) < 0.01
+    with pytest.raises(RequestError) as err:
+        SpeechRequest.parse({"transcript": "hi", "ref_audio": "https://voice.test/x.wav"})
+    assert err.value.field == "ref_text" and "URL" in err.value.message
