@@ -31,13 +31,22 @@ def bench_table(results: dict) -> str:
     return (f"Measured {results['date']} on {results['machine']} with `python -m bench.cpu`:\n\n" + "\n".join(rows))
 
 
+def load_table(results: dict) -> str:
+    rows = ["| | |", "| --- | --- |"]
+    rows += [f"| {key} | {value} |" for key, value in results.items() if key != "date"]
+    return f"Measured {results['date']} on the 2-core build machine (tiny model):\n\n" + "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", type=Path)
+    parser.add_argument("--load", type=Path)
     args = parser.parse_args()
     text = replace(README.read_text(encoding="utf-8"), "settings-table", settings_table())
     if args.bench:
         text = replace(text, "bench-cpu", bench_table(json.loads(args.bench.read_text())))
+    if args.load:
+        text = replace(text, "bench-load", load_table(json.loads(args.load.read_text())))
     README.write_text(text, encoding="utf-8")
 
 

@@ -277,3 +277,14 @@ def test_openapi_docs(http):
     assert http.get("/docs").status_code == 200
     paths = http.get("/openapi.json").json()["paths"]
     assert {"/run", "/runsync", "/v1/audio/speech", "/v1/audio/voices"} <= set(paths)
+
+
+def test_client_disconnect_cancels_its_generation(server, http):
+    body = {"model": "tts-1", "voice": "default", "input": " ".join(f"w{i}" for i in range(30)),
+            "response_format": "pcm", "stream_format": "audio", "chunk_method": "word", "chunk_max_word_num": 1,
+            "max_new_tokens": 1000, "temperature": 1.0, "seed": 2}
+    with http.stream("POST", "/v1/audio/speech", json=body) as resp:
+        assert resp.status_code == 200
+        next(resp.iter_bytes())  # audio is flowing: now go away
+    assert http.get("/health").json()["model"]["state"] == "ready"
+    wait_until(lambda: http.get("/health").json()["model"]["decoding"] == 0, 20, "the generation to stop")

@@ -89,7 +89,8 @@ async def purge_queue(request: Request) -> dict[str, Any]:
 def model_state(request: Request) -> dict[str, Any]:
     holder = request.app.state.service.holder
     if holder.ready:
-        return {"state": "ready"}
+        scheduler = holder.get().scheduler
+        return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize()}
     if holder.error is not None:
         return {"state": "failed", "error": str(holder.error)}
     return {"state": "loading" if holder.loading else "not_loaded"}
