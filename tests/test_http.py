@@ -288,3 +288,8 @@ def test_client_disconnect_cancels_its_generation(server, http):
         next(resp.iter_bytes())  # audio is flowing: now go away
     assert http.get("/health").json()["model"]["state"] == "ready"
     wait_until(lambda: http.get("/health").json()["model"]["decoding"] == 0, 20, "the generation to stop")
+
+
+def test_try_it_page_is_served_without_a_key(server):
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200 and "v1/audio/speech" in page.text and "<audio" in page.text

@@ -83,3 +83,24 @@ def test_missing_bucket_is_reported(s3_service):
     assert "NoSuchBucket" in out["error"]
     with pytest.raises(StorageError):
         s3_service.storage.upload(b"x", "no-such-bucket", "k", "audio/wav", 60)
+
+
+def test_s3_stopped_mid_service(service, monkeypatch):
+    """moto itself goes away: the job still delivers its audio inline, with the storage error beside it."""
+    from conftest import S3Server
+
+    server = S3Server()
+    server.start()
+    server.client().create_bucket(Bucket="audio-out")
+    from pydantic import SecretStr
+
+    settings = service.settings
+    settings.aws_endpoint_url = server.endpoint
+    settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
+    settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
+    service._storage = Storage(settings)
+    first = service.run_job({"transcript": "Before.", "s3_bucket": "audio-out", **SMALL})
+    assert "s3" in first
+    server.stop()
+    after = service.run_job({"transcript": "After.", "s3_bucket": "audio-out", **SMALL})
+    assert after["audio_base64"] and "S3 unreachable" in after["s3_error"]

@@ -7,11 +7,12 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..jobs import Job, JobStore
@@ -164,6 +165,12 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     from . import routes_jobs, routes_openai, routes_voices
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
 
     @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
     async def metrics_route() -> Response:

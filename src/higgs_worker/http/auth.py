@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import HTTPException, Request
 
-OPEN_PATHS = frozenset({"/ping", "/health"})
+OPEN_PATHS = frozenset({"/ping", "/health", "/"})  # "/" is the static try-it page; it calls the API with a key
 
 
 def require_key(request: Request) -> None:
