@@ -33,45 +33,6 @@ class DelayState:
             eos = pattern - (num_codebooks - tail.index(delay_id))
         return cls(bos=bos, eos=eos)
 
-    def apply(self, scores: torch.Tensor, last_text_is_delay: bool, stream_bos: int, stream_eos: int) -> None:
-        """Mask ``scores`` ``(codebooks, vocab)`` in place and advance the counters by one step."""
-        forced_bos = self.bos >= 0
-        if forced_bos.any():
-            keep = scores[forced_bos, stream_bos].clone()
-            scores[forced_bos] = NEG_INF
-            scores[forced_bos, stream_bos] = keep
-        self.bos[forced_bos] -= 1
-        if last_text_is_delay:
-            self.eos -= 1
-        forced_eos = self.eos <= 0
-        if forced_eos.any():
-            keep = scores[forced_eos, stream_eos].clone()
-            scores[forced_eos] = NEG_INF
-            scores[forced_eos, stream_eos] = keep
-
-
-def warp(scores: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """Temperature, then top-k, then top-p, per codebook row, as transformers' warpers do."""
-    scores = scores / temperature
-    if top_k and top_k < scores.shape[-1]:
-        threshold = torch.topk(scores, top_k, dim=-1).values[..., -1, None]
-        scores = scores.masked_fill(scores < threshold, NEG_INF)
-    if top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(scores, descending=False, dim=-1)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove_sorted = cumulative <= (1 - top_p)
-        remove_sorted[..., -1:] = False
-        remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
-        scores = scores.masked_fill(remove, NEG_INF)
-    return scores
-
-
-def draw(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One sample per row of ``scores`` from softmax(scores), using only ``generator`` (Gumbel-max)."""
-    uniform = torch.rand(scores.shape, generator=generator, dtype=torch.float32, device=scores.device)
-    gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))
-    return torch.argmax(scores + gumbel, dim=-1)
-
 
 @dataclass
 class RowSampler:
@@ -89,10 +50,6 @@ class RowSampler:
     stream_bos: int
     stream_eos: int
     history: list[torch.Tensor] = field(default_factory=list)  # recent frames (prompt audio, then generated)
-
-    def choose(self, logits: torch.Tensor, last_text_is_delay: bool) -> torch.Tensor:
-        """``logits`` ``(codebooks * vocab,)`` float32 -> the next frame ``(codebooks,)``."""
-        return choose_frames([self], logits[None], [last_text_is_delay])[0]
 
 
 def choose_frames(rows: list[RowSampler], logits: torch.Tensor, last_delay: list[bool]) -> torch.Tensor:
