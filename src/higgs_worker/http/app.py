@@ -43,7 +43,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 
 class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, by header or while reading a chunked body."""
+    """Refuses request bodies over ``limit`` bytes with 413: by the declared length, or while reading the body.
+
+    The body is read here (bounded by the limit) and handed to the app in one piece, so a chunked upload that
+    grows too large is refused before any route sees it.
+    """
 
     def __init__(self, app, limit: int) -> None:
         self.app = app
@@ -55,21 +59,28 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        chunks: list[bytes] = []
+        total = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > self.limit:
+                return await self._refuse(send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # later calls: disconnect detection
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
         body = json.dumps(error_body(f"body: request body is over {self.limit} bytes (MAX_BODY_BYTES)",
@@ -77,10 +88,6 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _preload(app: FastAPI) -> None:
