@@ -116,3 +116,21 @@ def test_result_metadata_and_wav_bytes(service):
     assert meta["duration_s"] == pytest.approx(result.frames / 25, abs=1e-3)
     assert meta["seed"] == 5 and meta["sample_rate"] == 24000
     assert np.isfinite(meta["real_time_factor"]) and meta["usage"]["completion_tokens"] >= result.frames
+
+
+def test_a_url_reference_is_fetched_once_per_request(service):
+    wave = (0.2 * np.sin(np.arange(24000) / 7)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, wave, 24000, format="WAV")
+    calls = []
+
+    class Fetcher:
+        def fetch(self, url):
+            calls.append(url)
+            return buf.getvalue()
+
+    service.voices.fetcher = Fetcher()
+    req = request(transcript="From a URL.", ref_audio="https://voices.example/a.wav", ref_text="Words.")
+    service.check(req)
+    result = service.synthesize(req)
+    assert calls == ["https://voices.example/a.wav"] and result.frames > 0

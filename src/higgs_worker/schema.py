@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .settings import get_settings
 
@@ -71,6 +71,8 @@ class SpeechRequest(BaseModel):
     chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `chunk_method=speaker`.")
     generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
     format: AudioFormat = Field("wav", description="Output encoding.")
+
+    _references: list | None = PrivateAttr(None)  # voices resolved by the service, kept for the request's life
 
     @model_validator(mode="before")
     @classmethod

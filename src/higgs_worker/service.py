@@ -107,9 +107,17 @@ class SpeechService:
         return normalised, chunks
 
     def check(self, request: SpeechRequest) -> None:
-        """Everything that can refuse a request before the model runs: text, chunk count, voices."""
+        """Everything that can refuse a request before the model runs: text, chunk count, voices.
+
+        The resolved voices are kept on the request, so a URL or base64 reference is fetched and decoded once.
+        """
         self.plan(request)
-        self.voices.resolve(request)
+        self._references(request)
+
+    def _references(self, request: SpeechRequest) -> list:
+        if request._references is None:
+            request._references = self.voices.resolve(request)
+        return request._references
 
     def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: _Record,
                     on_frame: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
@@ -119,7 +127,7 @@ class SpeechService:
         previous chunks' codes, so chunks run one after another.
         """
         _, chunks = self.plan(request)
-        references = self.voices.resolve(request)
+        references = self._references(request)
         speakers = text.speaker_tags(text.normalize(request.transcript))
 
         t = time.perf_counter()
