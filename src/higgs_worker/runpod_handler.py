@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .engine import Cancelled
@@ -24,13 +25,15 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_handler(service: SpeechService):
+def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None):
     """The plain async handler: one job in, one output dict (or ``{"error": "..."}``) out."""
 
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
         cancel = threading.Event()
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.to_thread(service.run_job, job.get("input"), cancel, None, job.get("id"))
+            return await loop.run_in_executor(executor, service.run_job, job.get("input"), cancel, None,
+                                              job.get("id"))
         except asyncio.CancelledError:
             cancel.set()  # the SDK cancelled the job (cancel request or timeout): stop at the next step
             raise
@@ -43,7 +46,7 @@ def make_handler(service: SpeechService):
     return handler
 
 
-def make_stream_handler(service: SpeechService):
+def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None):
     """The async-generator handler: stream pieces for ``stream: true`` jobs, one output otherwise."""
 
     async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -66,7 +69,7 @@ def make_stream_handler(service: SpeechService):
             loop.call_soon_threadsafe(queue.put_nowait, result)
             loop.call_soon_threadsafe(queue.put_nowait, end)
 
-        worker = loop.run_in_executor(None, run)
+        worker = loop.run_in_executor(executor, run)
         try:
             while (item := await queue.get()) is not end:
                 yield item
@@ -87,9 +90,11 @@ def start(settings: Settings) -> None:
             service.holder.get()
         except Exception as exc:  # noqa: BLE001 - every job will report it; no crash loop
             log.error("model load failed; jobs will fail with the reason until it is fixed: %s", exc)
+    # one thread per job the worker may hold, so every job taken can join the scheduler's batch
+    executor = ThreadPoolExecutor(max_workers=settings.max_batch_size + 2, thread_name_prefix="job")
     config: dict[str, Any] = {"concurrency_modifier": lambda current: settings.max_batch_size}
     if settings.runpod_stream_handler:
-        config.update(handler=make_stream_handler(service), return_aggregate_stream=True)
+        config.update(handler=make_stream_handler(service, executor), return_aggregate_stream=True)
     else:
-        config["handler"] = make_handler(service)
+        config["handler"] = make_handler(service, executor)
     runpod.serverless.start(config)

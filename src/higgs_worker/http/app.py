@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -124,6 +126,10 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Requests wait on the scheduler from worker threads; the default pool (cores + 4) would cap how many
+        # requests can share a batch, so size it for the configured concurrency.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=settings.max_concurrent_jobs + 8, thread_name_prefix="request"))
         app.state.jobs = JobStore(work, workers=settings.max_batch_size, retention_s=settings.job_retention_s,
                                   timeout_s=settings.job_timeout_s, on_change=jobs_changed,
                                   max_open=settings.max_concurrent_jobs)

@@ -21,6 +21,17 @@ class RunBody(BaseModel):
     input: dict[str, Any] = Field(..., description="The job input: `transcript`, `ref_audio`, `scene_prompt`, ...")
 
 
+async def wait_for_event(event, timeout: float) -> bool:
+    """Wait for a thread's event without holding a worker thread (many clients may wait at once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not event.is_set():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 def _jobs(request: Request) -> JobStore:
     return request.app.state.jobs
 
@@ -52,7 +63,7 @@ async def runsync(body: RunBody, request: Request,
                   wait: int | None = Query(None, ge=1000, le=300000, description="Most milliseconds to wait")) -> dict:
     job = _refuse_while_stopping(_jobs(request), body)
     timeout = (wait / 1000) if wait else request.app.state.settings.runsync_wait_s
-    await asyncio.to_thread(job.done.wait, timeout)
+    await wait_for_event(job.done, timeout)
     return job.view()
 
 
@@ -77,7 +88,7 @@ async def cancel(job_id: str, request: Request) -> dict[str, Any]:
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
     if job.status not in FINAL:
-        await asyncio.to_thread(job.done.wait, 30)
+        await wait_for_event(job.done, 30)
     return {"id": job.id, "status": job.status}
 
 
