@@ -293,3 +293,23 @@ def test_client_disconnect_cancels_its_generation(server, http):
 def test_try_it_page_is_served_without_a_key(server):
     page = httpx.get(f"{server.url}/")
     assert page.status_code == 200 and "v1/audio/speech" in page.text and "<audio" in page.text
+
+
+def test_concurrent_http_requests_share_decode_steps(http):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def families():
+        return {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
+
+    def multi_row_steps(fams):
+        samples = {(s.name, s.labels.get("le")): s.value for s in fams["higgs_batch_size"].samples}
+        return samples[("higgs_batch_size_count", None)] - samples[("higgs_batch_size_bucket", "1.0")]
+
+    before = multi_row_steps(families())
+    body = {"model": "tts-1", "voice": "default", "response_format": "wav", "max_new_tokens": 60,
+            "temperature": 1.0, "ras_win_len": 0}
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda i: http.post("/v1/audio/speech", json={**body, "input": f"Row {i}.",
+                                                                              "seed": i}).status_code, range(6)))
+    assert codes == [200] * 6
+    assert multi_row_steps(families()) > before  # some steps decoded several requests at once
