@@ -23,7 +23,6 @@ import os
 import platform
 import queue
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
