@@ -134,3 +134,15 @@ def test_a_url_reference_is_fetched_once_per_request(service):
     service.check(req)
     result = service.synthesize(req)
     assert calls == ["https://voices.example/a.wav"] and result.frames > 0
+
+
+def test_text_is_planned_once_per_request(service, monkeypatch):
+    from higgs_worker import text as text_module
+
+    calls = []
+    real = text_module.normalize
+    monkeypatch.setattr(text_module, "normalize", lambda t: calls.append(t) or real(t))
+    req = request(transcript="Planned once.")
+    service.check(req)
+    service.synthesize(req)
+    assert calls == ["Planned once."]

@@ -72,7 +72,9 @@ class SpeechRequest(BaseModel):
     generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
     format: AudioFormat = Field("wav", description="Output encoding.")
 
-    _references: list | None = PrivateAttr(None)  # voices resolved by the service, kept for the request's life
+    # Worked out once by the service and kept for the request's life (checks, then generation, reuse them).
+    _references: list | None = PrivateAttr(None)  # resolved voices
+    _plan: tuple[str, list[str]] | None = PrivateAttr(None)  # normalised text and its chunks
 
     @model_validator(mode="before")
     @classmethod

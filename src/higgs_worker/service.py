@@ -95,7 +95,9 @@ class SpeechService:
         return self.holder.get()
 
     def plan(self, request: SpeechRequest) -> tuple[str, list[str]]:
-        """Normalised text and its chunks; refuses too many chunks before any model work."""
+        """Normalised text and its chunks; refuses too many chunks before any model work. Kept on the request."""
+        if request._plan is not None:
+            return request._plan
         normalised = text.normalize(request.transcript)
         chunks = text.split_chunks(normalised, request.chunk_method, request.chunk_max_word_num,
                                    request.chunk_max_num_turns)
@@ -104,7 +106,8 @@ class SpeechService:
         if len(chunks) > self.settings.max_chunks:
             raise RequestError("transcript", f"splits into {len(chunks)} chunks; the limit is "
                                              f"{self.settings.max_chunks} (MAX_CHUNKS)")
-        return normalised, chunks
+        request._plan = (normalised, chunks)
+        return request._plan
 
     def check(self, request: SpeechRequest) -> None:
         """Everything that can refuse a request before the model runs: text, chunk count, voices.
@@ -126,9 +129,9 @@ class SpeechService:
         The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
         previous chunks' codes, so chunks run one after another.
         """
-        _, chunks = self.plan(request)
+        normalised, chunks = self.plan(request)
         references = self._references(request)
-        speakers = text.speaker_tags(text.normalize(request.transcript))
+        speakers = text.speaker_tags(normalised)
 
         t = time.perf_counter()
         engine = self.engine
