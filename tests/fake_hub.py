@@ -12,12 +12,14 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from servers import LoopbackHTTPServer
 
-class FakeHub:
+
+class FakeHub(LoopbackHTTPServer):
     def __init__(self, repos: dict[str, Path], chunk: int = 1 << 20, delay: float = 0.0) -> None:
         self.repos = {name: Path(folder) for name, folder in repos.items()}
         self.commits = {name: hashlib.sha1(name.encode()).hexdigest() for name in repos}
@@ -107,10 +109,7 @@ class FakeHub:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def tree(self, name: str) -> list[dict]:
         entries = []
@@ -123,11 +122,3 @@ class FakeHub:
                 entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             entries.append(entry)
         return entries
-
-    def __enter__(self) -> FakeHub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from servers import LoopbackHTTPServer
 
-class FakeRunPod:
+
+class FakeRunPod(LoopbackHTTPServer):
     def __init__(self) -> None:
         self.queue: deque[dict[str, Any]] = deque()
         self.results: dict[str, dict[str, Any]] = {}
@@ -75,18 +77,7 @@ class FakeRunPod:
                     fake.changed.notify_all()
                 return self._reply(200, {})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeRunPod:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def add_job(self, job_id: str, job_input: Any) -> None:
         with self.lock:

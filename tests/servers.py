@@ -9,7 +9,35 @@ import sys
 import time
 from pathlib import Path
 
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
+
+
+class LoopbackHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for the length of a ``with`` block."""
+
+    def __init__(self, handler) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve_folder(folder: Path) -> LoopbackHTTPServer:
+    """Static files of ``folder`` over HTTP on loopback."""
+    return LoopbackHTTPServer(partial(SimpleHTTPRequestHandler, directory=str(folder)))
 
 
 def free_port() -> int:

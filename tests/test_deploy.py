@@ -10,11 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,7 +19,7 @@ import pytest
 
 from conftest import REPO, shared_voices_or_skip
 from higgs_worker.schema import JobRequest, RequestError
-from servers import free_port, wait_until
+from servers import free_port, serve_folder, wait_until
 
 
 def run_lines(dockerfile: str) -> list[str]:
@@ -147,13 +144,8 @@ def test_bootstrap_refuses_an_unknown_mode(offline_runtime, tmp_path):
 @pytest.fixture()
 def preset_mirror():
     """The shared presets served over HTTP on 127.0.0.1, as the pinned upstream URLs serve them."""
-    root = shared_voices_or_skip()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(shared_voices_or_skip()) as server:
+        yield server.url
 
 
 def test_bootstrap_http_mode_fetches_voices_and_serves(tiny_model_dir, preset_mirror, tmp_path):

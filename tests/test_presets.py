@@ -1,12 +1,10 @@
 import hashlib
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from conftest import shared_voices_or_skip
 from higgs_worker.presets import PRESETS, PresetError, fetch_presets
+from servers import serve_folder
 
 
 @pytest.fixture()
@@ -17,11 +15,8 @@ def mirror(tmp_path):
     for name in ("en_man", "vex"):
         for ext in (".wav", ".txt"):
             (root / f"{name}{ext}").write_bytes((src / f"{name}{ext}").read_bytes())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(root) as server:
+        yield root, server.url
 
 
 def test_presets_installed_once_and_verified(mirror, tmp_path):

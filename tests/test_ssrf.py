@@ -4,9 +4,8 @@ and the connect step fails the test if it is ever reached for anything but the l
 from __future__ import annotations
 
 import io
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import numpy as np
@@ -16,6 +15,7 @@ import soundfile as sf
 from higgs_worker.safe_fetch import FetchRefused, GuardedFetcher, forbidden
 from higgs_worker.schema import RequestError, SpeechRequest
 from higgs_worker.voices import VoiceLibrary
+from servers import LoopbackHTTPServer
 
 STUB_DNS = {
     "private.test": ["10.0.0.5"], "metadata.test": ["169.254.169.254"], "loop.test": ["127.0.0.1"],
@@ -91,12 +91,8 @@ def origin():
                 self.send_response(404)
                 self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with LoopbackHTTPServer(Handler) as server:
+        yield server.port
 
 
 def fetcher(**kw) -> tuple[GuardedFetcher, LoopbackOnly]:
