@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def voices_dir(tmp_path) -> Path:
-    """A voice folder holding copies of a few shared presets (made per test, never in the project tree)."""
-    src = shared_voices_or_skip()
-    dst = tmp_path / "voices"
-    dst.mkdir()
-    for name in ("belinda", "broom_salesman", "en_man", "chadwick"):
-        for ext in (".wav", ".txt"):
-            shutil.copy(src / f"{name}{ext}", dst / f"{name}{ext}")
-    return dst
+    """A voice folder of fixture voices written by the tests (several rates, channel counts and sample types)."""
+    from fixture_voices import write_voices
+
+    return write_voices(tmp_path / "voices")
 
 
 @pytest.fixture()

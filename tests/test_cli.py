@@ -35,7 +35,7 @@ def test_synth_with_a_preset_voice_to_mp3(tmp_path, tiny_model_dir, voices_dir):
     out = tmp_path / "voice.mp3"
     env = {"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
            "VOICES_DIR": str(voices_dir)}
-    proc = run(["synth", "--text", "Cloned.", "--voice", "chadwick", "--seed", "2", "--max-new-tokens", "30",
+    proc = run(["synth", "--text", "Cloned.", "--voice", "bass", "--seed", "2", "--max-new-tokens", "30",
                 "--scene", "A quiet room.", "--out", str(out)], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(proc.stdout)

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, shared_voices_or_skip
+from conftest import REPO, SHARED_VOICES, shared_voices_or_skip
+from fixture_voices import write_voices
 from higgs_worker.schema import JobRequest, RequestError
 from servers import free_port, serve_folder, wait_until
 
@@ -61,6 +62,23 @@ def test_endpoint_template_and_hub_tests():
     JobRequest.parse(tests[0]["input"])
     with pytest.raises(RequestError):
         JobRequest.parse(tests[1]["input"])
+
+
+def test_ci_workflow_tests_before_the_image_is_built():
+    import yaml
+
+    ci = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    triggers = ci[True] if True in ci else ci["on"]  # YAML 1.1 reads the key `on` as true
+    assert {"push", "pull_request"} <= set(triggers)
+    steps = " ".join(str(step.get("run", "")) + str(step.get("uses", "")) for step in ci["jobs"]["test"]["steps"])
+    for needed in ("scripts/test.sh", "scripts/lint.sh", "astral-sh/setup-uv", "actions/setup-python"):
+        assert needed in steps, needed
+    image = ci["jobs"]["image"]
+    assert image["needs"] == "test" and "refs/heads/main" in image["if"]
+    assert image["uses"] == "./.github/workflows/build-runpod-container.yml"
+    build = yaml.safe_load((REPO / ".github/workflows/build-runpod-container.yml").read_text())
+    build_triggers = build[True] if True in build else build["on"]
+    assert "push" not in build_triggers and "workflow_call" in build_triggers  # never builds untested code
 
 
 def make_wheel(folder: Path, name: str = "tinypkg", version: str = "1.0") -> Path:
@@ -141,22 +159,15 @@ def test_bootstrap_refuses_an_unknown_mode(offline_runtime, tmp_path):
     assert proc.returncode != 0 and "unknown MODE=bogus" in proc.stdout
 
 
-@pytest.fixture()
-def preset_mirror():
-    """The shared presets served over HTTP on 127.0.0.1, as the pinned upstream URLs serve them."""
-    with serve_folder(shared_voices_or_skip()) as server:
-        yield server.url
-
-
-def test_bootstrap_http_mode_fetches_voices_and_serves(tiny_model_dir, preset_mirror, tmp_path):
+def test_bootstrap_http_mode_serves_the_volume_voices(tiny_model_dir, tmp_path):
     volume = tmp_path / "volume"
-    volume.mkdir()
+    write_voices(volume / "voices", ["tenor", "alto"])
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL_PATH", "TOKENIZER_PATH")}
     env.update({"VOLUME_ROOT": str(volume), "LOG_DIR": str(tmp_path / "logs"), "APP_DIR": str(REPO),
                 "RUNTIME_PYTHON": sys.executable, "MODE": "http", "PORT": str(port), "HOST": "127.0.0.1",
                 "MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
-                "VOICE_PRESETS": "en_man,belinda", "VOICE_PRESETS_URL": preset_mirror, "FETCH_MODELS": "false"})
+                "FETCH_VOICES": "false", "FETCH_MODELS": "false"})
     proc = subprocess.Popen(["bash", str(REPO / "bootstrap.sh")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -170,10 +181,24 @@ def test_bootstrap_http_mode_fetches_voices_and_serves(tiny_model_dir, preset_mi
 
         wait_until(ready, 180, "the server started by bootstrap.sh")
         voices = httpx.get(f"http://127.0.0.1:{port}/v1/audio/voices").json()["data"]
-        assert {v["name"] for v in voices} == {"en_man", "belinda"}
+        assert {v["name"] for v in voices} == {"tenor", "alto"}
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    assert (volume / "voices" / "belinda.wav").read_bytes() == (shared_voices_or_skip() / "belinda.wav").read_bytes()
     assert "ready in" in (tmp_path / "logs" / "bootstrap.log").read_text()
     assert "serving on" in (tmp_path / "logs" / "server.log").read_text()
+
+
+def test_bootstrap_fetches_the_pinned_upstream_presets(tmp_path):
+    """The real presets, served over HTTP on 127.0.0.1 as their pinned upstream URLs serve them."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    env = {"VOLUME_ROOT": str(volume), "LOG_DIR": str(tmp_path / "logs"), "APP_DIR": str(REPO),
+           "RUNTIME_PYTHON": sys.executable, "MODE": "none", "FETCH_MODELS": "false", "VOICE_PRESETS": "en_man,belinda"}
+    with serve_folder(shared_voices_or_skip()) as mirror:
+        proc, _ = bootstrap({**env, "VOICE_PRESETS_URL": mirror.url}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("en_man", "belinda"):
+        for ext in (".wav", ".txt"):
+            assert (volume / "voices" / f"{name}{ext}").read_bytes() == (SHARED_VOICES / f"{name}{ext}").read_bytes()
+    assert not (volume / "voices" / "vex.wav").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 
 import av
 import httpx
@@ -15,7 +14,7 @@ import soundfile as sf
 from openai import AuthenticationError, BadRequestError, OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import shared_voices_or_skip
+from fixture_voices import write_voices
 from servers import Server, wait_until
 
 KEY = "test-key-8b1f0c"
@@ -26,12 +25,7 @@ EXTRA = {"seed": 3, "max_new_tokens": 40, "temperature": 1.0}
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("http")
-    voices = root / "voices"
-    voices.mkdir()
-    src = shared_voices_or_skip()
-    for name in ("en_man", "belinda"):
-        for ext in (".wav", ".txt"):
-            shutil.copy(src / f"{name}{ext}", voices / f"{name}{ext}")
+    voices = write_voices(root / "voices", ["tenor", "alto"])
     srv = Server({"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
                   "VOICES_DIR": str(voices), "API_KEYS": f"other-key,{KEY}", "LOG_DIR": str(root / "logs"),
                   "VOLUME_ROOT": str(root / "vol")}, root)
@@ -68,7 +62,7 @@ def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
 def test_openai_client_every_format(client, fmt):
-    raw = client.audio.speech.with_raw_response.create(model="tts-1", voice="en_man", input="Every format.",
+    raw = client.audio.speech.with_raw_response.create(model="tts-1", voice="tenor", input="Every format.",
                                                        response_format=fmt, extra_body=EXTRA)
     data = raw.content
     duration = float(raw.headers["x-audio-duration"])
@@ -85,8 +79,8 @@ def test_same_seed_same_audio_and_voice_changes_it(client):
     def make(voice):
         return client.audio.speech.create(model="tts-1", voice=voice, input="Seeded.", response_format="wav",
                                           extra_body=EXTRA).read()
-    assert make("en_man") == make("en_man")
-    assert make("en_man") != make("belinda")
+    assert make("tenor") == make("tenor")
+    assert make("tenor") != make("alto")
 
 
 def test_unsupported_values_are_400_naming_the_field(client):
@@ -94,14 +88,14 @@ def test_unsupported_values_are_400_naming_the_field(client):
              ({"voice": "nobody"}, "voice"), ({"model": "whisper-1"}, "model"),
              ({"extra_body": {"bogus": 1}}, "bogus"), ({"input": " "}, "input")]
     for override, field in cases:
-        args = {"model": "tts-1", "voice": "en_man", "input": "x", **override}
+        args = {"model": "tts-1", "voice": "tenor", "input": "x", **override}
         with pytest.raises(BadRequestError) as err:
             client.audio.speech.create(**args)
         assert field in str(err.value), (override, str(err.value))
 
 
 def test_streamed_wav_equals_the_whole_file(http):
-    body = {"model": "tts-1", "voice": "en_man", "input": " ".join(f"word{i}" for i in range(9)),
+    body = {"model": "tts-1", "voice": "tenor", "input": " ".join(f"word{i}" for i in range(9)),
             "response_format": "wav", "chunk_method": "word", **EXTRA}
     whole = http.post("/v1/audio/speech", json=body).content
     pieces = []
@@ -119,10 +113,10 @@ def test_streamed_wav_equals_the_whole_file(http):
 def test_streamed_mp3_decodes_as_one_file(client):
     body = {**EXTRA, "chunk_method": "word", "chunk_max_word_num": 3}
     text = "one two three four five six seven"
-    whole = client.audio.speech.create(model="tts-1", voice="en_man", input=text, response_format="mp3",
+    whole = client.audio.speech.create(model="tts-1", voice="tenor", input=text, response_format="mp3",
                                        extra_body=body).read()
     with client.audio.speech.with_streaming_response.create(
-            model="tts-1", voice="en_man", input=text, response_format="mp3",
+            model="tts-1", voice="tenor", input=text, response_format="mp3",
             extra_body={**body, "stream_format": "audio"}) as resp:
         streamed = b"".join(resp.iter_bytes())
     a, _ = decode(streamed, "mp3")
@@ -159,7 +153,7 @@ def test_models_listed(client):
 def test_auth_required_except_ping_and_health(server):
     bad = OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(AuthenticationError):
-        bad.audio.speech.create(model="tts-1", voice="en_man", input="x")
+        bad.audio.speech.create(model="tts-1", voice="tenor", input="x")
     assert httpx.post(f"{server.url}/runsync", json={"input": {"transcript": "x"}}).status_code == 401
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     assert httpx.get(f"{server.url}/ping").status_code == 200
@@ -168,7 +162,7 @@ def test_auth_required_except_ping_and_health(server):
 
 def test_runsync_with_the_guide_payload(http):
     payload = {"input": {"transcript": "Hello, this is a test of the Higgs Audio model.",
-                         "ref_audio": "belinda", "scene_prompt": "Audio is recorded from a quiet room.",
+                         "ref_audio": "alto", "scene_prompt": "Audio is recorded from a quiet room.",
                          "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 40, "seed": 9}}
     job = http.post("/runsync", json=payload).json()
     assert job["status"] == "COMPLETED", job
@@ -241,12 +235,12 @@ def test_voice_upload_round_trip(http, client):
     again = http.post("/v1/audio/voices", files=files, data={"name": "my_voice", "transcript": "x"})
     assert again.status_code == 409
     listed = {v["name"]: v for v in http.get("/v1/audio/voices").json()["data"]}
-    assert listed["my_voice"]["kind"] == "upload" and listed["en_man"]["kind"] == "preset"
+    assert listed["my_voice"]["kind"] == "upload" and listed["tenor"]["kind"] == "preset"
     assert listed["my_voice"]["transcript"] == "My words."
     audio = client.audio.speech.create(model="tts-1", voice="my_voice", input="Uploaded.", response_format="wav",
                                        extra_body=EXTRA).read()
     assert sf.info(io.BytesIO(audio)).frames > 0
-    assert http.delete("/v1/audio/voices/en_man").status_code == 400
+    assert http.delete("/v1/audio/voices/tenor").status_code == 400
     assert http.delete("/v1/audio/voices/my_voice").status_code == 200
     assert http.delete("/v1/audio/voices/my_voice").status_code == 404
     bad = http.post("/v1/audio/voices", files={"audio": ("x.wav", b"junk" * 100, "audio/wav")},
@@ -263,7 +257,7 @@ def test_metrics_parse_and_count(http, client):
                    and s.labels["status"] == "200"), families
 
     before, _ = count()
-    client.audio.speech.create(model="tts-1", voice="en_man", input="Count me.", response_format="wav",
+    client.audio.speech.create(model="tts-1", voice="tenor", input="Count me.", response_format="wav",
                                extra_body=EXTRA)
     after, families = count()
     assert after == before + 1

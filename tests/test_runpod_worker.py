@@ -40,6 +40,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture()
 def model_env(tiny_model_dir, voices_dir, tmp_path):
+    # The guide's examples name the "belinda" preset; a fixture voice stands in for it under that name.
+    for ext in (".wav", ".txt"):
+        (voices_dir / f"belinda{ext}").write_bytes((voices_dir / f"alto{ext}").read_bytes())
     return {"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
             "VOICES_DIR": str(voices_dir), "LOG_DIR": str(tmp_path / "logs"), "VOLUME_ROOT": str(tmp_path / "v")}
 

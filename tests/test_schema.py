@@ -46,7 +46,7 @@ def test_text_alias_and_defaults(env):
 
 
 def test_voice_names_versus_base64(env):
-    assert parse(transcript="hi", ref_audio="belinda, broom_salesman").voice_names == ["belinda", "broom_salesman"]
+    assert parse(transcript="hi", ref_audio="alto, stereo_hall").voice_names == ["alto", "stereo_hall"]
     req = parse(transcript="hi", ref_audio="UklGRi" + "A" * 100, ref_text="words")
     assert req.voice_names == []
 

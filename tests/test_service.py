@@ -51,15 +51,15 @@ def test_same_request_and_seed_give_identical_audio(service):
 
 
 def test_preset_voice_codes_are_in_the_model_inputs(service, spy):
-    result = service.synthesize(request(transcript="Clone me.", ref_audio="en_man"))
+    result = service.synthesize(request(transcript="Clone me.", ref_audio="tenor"))
     prompt, _, _ = spy[0]
-    ref_codes = service.engine.encode_reference(service.voices.get("en_man").wave)
+    ref_codes = service.engine.encode_reference(service.voices.get("tenor").wave)
     assert torch.equal(prompt.turns[0].codes, ref_codes)
     inputs = model_inputs(service.engine.processor, prompt)
     delayed = with_delay(ref_codes, 8)
     assert torch.equal(inputs["audio_input_ids"][0, : delayed.shape[0]], delayed)
     tokenizer = service.engine.processor.tokenizer
-    transcript_ids = tokenizer(service.voices.get("en_man").transcript, add_special_tokens=False)["input_ids"]
+    transcript_ids = tokenizer(service.voices.get("tenor").transcript, add_special_tokens=False)["input_ids"]
     ids = inputs["input_ids"][0].tolist()
     assert any(ids[i:i + len(transcript_ids)] == transcript_ids for i in range(len(ids)))
     audio_slots = (inputs["input_ids"][0] == service.engine.model.config.audio_token_id).sum()
@@ -70,7 +70,7 @@ def test_preset_voice_codes_are_in_the_model_inputs(service, spy):
 def test_long_text_one_generation_per_chunk_and_bounded_buffer(service, spy):
     words = " ".join(f"word{i}" for i in range(50))
     result = service.synthesize(request(transcript=words, chunk_method="word", chunk_max_word_num=10,
-                                        generation_chunk_buffer_size=2, ref_audio="belinda"))
+                                        generation_chunk_buffer_size=2, ref_audio="alto"))
     assert result.chunks == 5 and len(spy) == 5
     for index, (prompt, seed, _) in enumerate(spy):
         history = prompt.turns[1:]
@@ -88,7 +88,7 @@ def test_long_text_one_generation_per_chunk_and_bounded_buffer(service, spy):
 def test_speaker_chunking_with_two_voices(service, spy):
     dialogue = "[SPEAKER0] I can't believe it!\n[SPEAKER1] Oh, come on.\n[SPEAKER0] Really?"
     result = service.synthesize(request(transcript=dialogue, chunk_method="speaker",
-                                        ref_audio="belinda,broom_salesman"))
+                                        ref_audio="alto,stereo_hall"))
     assert result.chunks == 3
     first = spy[0][0]
     assert [t.text.split()[0] for t in first.turns] == ["[SPEAKER0]", "[SPEAKER1]"]

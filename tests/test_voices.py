@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import shared_voices_or_skip
+from fixture_voices import VOICES, encoded
+from higgs_worker.audio import SAMPLE_RATE
 from higgs_worker.schema import RequestError
 from higgs_worker.voices import VoiceLibrary
 
@@ -25,17 +26,39 @@ def wav_bytes(seconds=1.0, rate=16000, channels=1):
 
 def test_presets_listed_and_loaded(voices_dir):
     lib = library(voices_dir)
-    assert lib.names() == ["belinda", "broom_salesman", "chadwick", "en_man"]
-    ref = lib.get("belinda")
+    assert lib.names() == sorted(VOICES)
+    ref = lib.get("alto")
     assert ref.transcript.startswith("Twas the night before my birthday")
     assert ref.wave.dtype == np.float32 and ref.wave.ndim == 1
 
 
+@pytest.mark.parametrize("name", sorted(VOICES))
+def test_every_rate_channel_count_and_sample_type_becomes_24k_mono(voices_dir, name):
+    spec = VOICES[name]
+    info = sf.info(str(voices_dir / f"{name}.wav"))
+    assert (info.samplerate, info.channels, info.subtype) == (spec.rate, spec.channels, spec.subtype)
+    ref = library(voices_dir).get(name)
+    assert ref.wave.dtype == np.float32 and ref.wave.ndim == 1
+    assert abs(len(ref.wave) - info.frames * SAMPLE_RATE / info.samplerate) <= 2
+    assert 0.05 < float(np.abs(ref.wave).max()) <= 1.0
+
+
+@pytest.mark.parametrize(("fmt", "rate", "channels"),
+                         [("flac", 44100, 2), ("ogg", 22050, 1), ("mp3", 44100, 2), ("m4a", 48000, 1),
+                          ("opus", 48000, 2), ("wav", 8000, 1)])
+def test_base64_reference_in_every_common_format(tmp_path, fmt, rate, channels):
+    data = encoded(fmt, seconds=1.5, rate=rate, channels=channels)
+    ref = library(tmp_path).from_base64(base64.b64encode(data).decode(), "words")
+    assert ref.wave.ndim == 1
+    # lossy codecs add encoder delay and padding (a few tens of ms), never a different length
+    assert abs(ref.duration_s - 1.5) < 0.1, ref.duration_s
+
+
 def test_44k_stereo_preset_is_resampled_to_24k_mono(voices_dir):
-    src = shared_voices_or_skip() / "broom_salesman.wav"
+    src = voices_dir / "stereo_hall.wav"
     info = sf.info(str(src))
     assert (info.samplerate, info.channels) == (44100, 2)
-    ref = library(voices_dir).get("broom_salesman")
+    ref = library(voices_dir).get("stereo_hall")
     assert ref.wave.ndim == 1
     assert abs(len(ref.wave) - info.frames * 24000 / 44100) <= 2
     original, _ = sf.read(str(src), dtype="float32")
@@ -45,7 +68,7 @@ def test_44k_stereo_preset_is_resampled_to_24k_mono(voices_dir):
 def test_unknown_voice_names_the_field_and_the_choices(voices_dir):
     with pytest.raises(RequestError) as err:
         library(voices_dir).get("nobody")
-    assert err.value.field == "ref_audio" and "belinda" in err.value.message
+    assert err.value.field == "ref_audio" and "alto" in err.value.message
 
 
 def test_base64_audio_any_rate_and_data_uri(tmp_path):

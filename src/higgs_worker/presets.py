@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,18 +60,22 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def fetch_presets(voices_dir: Path, names: list[str], base_url: str = BASE_URL, timeout: float = 30.0) -> list[str]:
-    """Install the named presets that are missing or wrong; returns the names installed now."""
+def fetch_presets(voices_dir: Path, names: list[str], base_url: str = BASE_URL, timeout: float = 30.0,
+                  catalogue: Mapping[str, Preset] = PRESETS) -> list[str]:
+    """Install the named presets that are missing or wrong; returns the names installed now.
+
+    ``catalogue`` is the pinned list the files are checked against (the upstream presets unless given).
+    """
     import httpx
 
-    unknown = [n for n in names if n not in PRESETS]
+    unknown = [n for n in names if n not in catalogue]
     if unknown:
-        raise PresetError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(PRESETS)}")
+        raise PresetError(f"unknown preset(s) {', '.join(unknown)}; known: {', '.join(catalogue)}")
     voices_dir.mkdir(parents=True, exist_ok=True)
     installed = []
     with FileLock(str(voices_dir / ".presets.lock")), httpx.Client(timeout=timeout, follow_redirects=True) as http:
         for name in names:
-            preset = PRESETS[name]
+            preset = catalogue[name]
             targets = [(voices_dir / f"{name}.wav", preset.wav_sha256), (voices_dir / f"{name}.txt", preset.txt_sha256)]
             if all(_sha256(path) == digest for path, digest in targets):
                 continue
