@@ -161,8 +161,12 @@ class JobRequest(SpeechRequest):
 
     @model_validator(mode="after")
     def _key_needs_bucket(self) -> JobRequest:
-        if self.s3_key and not self.s3_bucket and not get_settings().s3_bucket:
+        from .storage import check_target  # storage imports this module
+
+        settings = get_settings()
+        if self.s3_key and not self.s3_bucket and not settings.s3_bucket:
             raise RequestError("s3_key", "needs `s3_bucket` (or S3_BUCKET configured)")
+        check_target(settings, self.s3_bucket, self.s3_key)  # refused before any work, naming the field
         return self
 
 

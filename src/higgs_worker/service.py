@@ -27,7 +27,7 @@ from .engine.streaming import StreamDecoder, stream_job
 from .safe_fetch import GuardedFetcher
 from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
-from .storage import Storage, StorageError, default_key
+from .storage import Storage, StorageError
 from .voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class SpeechService:
         bucket = request.s3_bucket or (self.settings.s3_bucket if len(result.audio) > self.settings.max_inline_bytes
                                        else None)
         if bucket:
-            key = request.s3_key or default_key(result.format, job_id)
+            key = request.s3_key or self.storage.default_key(result.format, job_id)
             t = time.perf_counter()
             try:
                 uploaded = self.storage.upload(result.audio, bucket, key, audio.MEDIA_TYPES[result.format],

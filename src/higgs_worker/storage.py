@@ -1,7 +1,11 @@
-"""S3 delivery: upload (multipart when large), presigned GET URLs, key validation and the inline-size policy.
+"""S3 delivery: upload (multipart when large), presigned GET URLs, and the scope a job may write to.
 
 boto3 with the standard credential chain; ``AWS_ENDPOINT_URL`` for S3-compatible stores (R2, MinIO).
 Credentials never appear in errors or logs: boto3's messages are reduced to their error code.
+
+Scope: a job may only name the buckets in ``S3_ALLOWED_BUCKETS`` (default: ``S3_BUCKET`` alone when it is set),
+keys under ``S3_KEY_PREFIX`` when that is set, and never replaces an existing object unless ``S3_OVERWRITE``:
+uploads are conditional puts (``If-None-Match: *``), so two jobs racing for one key cannot both win.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-_KEY_CHARS = re.compile(r"^[A-Za-z0-9!_.*'()/=+-]+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9!_.*'()/=+-]+")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MAX_KEY_LENGTH = 1024
 
 
@@ -38,7 +42,7 @@ class Uploaded:
 
 
 def validate_bucket(bucket: str) -> str:
-    if not _BUCKET.match(bucket) or ".." in bucket:
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise RequestError("s3_bucket", "must be 3-63 lowercase letters, digits, dots or hyphens")
     return bucket
 
@@ -53,16 +57,40 @@ def validate_key(key: str) -> str:
         raise RequestError("s3_key", "must not start with '/'")
     if any(part in ("..", ".") for part in key.split("/")) or "//" in key:
         raise RequestError("s3_key", "must not contain '..', '.' or empty path segments")
-    if not _KEY_CHARS.match(key):
+    if not _KEY_CHARS.fullmatch(key):
         raise RequestError("s3_key", "may only contain letters, digits and !_.*'()/=+-")
     return key
 
 
-def default_key(fmt: str, job_id: str | None = None, prefix: str = "higgs-audio") -> str:
-    """``higgs-audio/YYYY/MM/DD/<job id or uuid>.<fmt>``."""
+def default_key(fmt: str, job_id: str | None = None, prefix: str = "") -> str:
+    """``<prefix>higgs-audio/YYYY/MM/DD/<job id or uuid>.<fmt>``."""
     today = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", job_id) if job_id else uuid.uuid4().hex
-    return f"{prefix}/{today}/{name}.{fmt}"
+    return f"{prefix}higgs-audio/{today}/{name}.{fmt}"
+
+
+def allowed_buckets(settings: Settings) -> frozenset[str] | None:
+    """The buckets jobs may write to; None means any."""
+    raw = settings.s3_allowed_buckets
+    if raw is None:
+        raw = settings.s3_bucket or "*"
+    names = frozenset(b.strip() for b in raw.split(",") if b.strip())
+    return None if "*" in names else names
+
+
+def check_target(settings: Settings, bucket: str | None, key: str | None) -> None:
+    """Refuse, before any work, a bucket or key outside the configured scope (errors name the field)."""
+    if bucket is not None:
+        validate_bucket(bucket)
+        allowed = allowed_buckets(settings)
+        if allowed is not None and bucket not in allowed:
+            raise RequestError("s3_bucket", f"{bucket!r} is not a bucket this worker may write to "
+                                            "(S3_ALLOWED_BUCKETS)")
+    if key is not None:
+        validate_key(key)
+        prefix = settings.s3_key_prefix
+        if prefix and not key.startswith(prefix):
+            raise RequestError("s3_key", f"must start with {prefix!r} (S3_KEY_PREFIX)")
 
 
 def _safe(exc: Exception) -> str:
@@ -103,23 +131,54 @@ class Storage:
             )
         return self._client
 
-    def upload(self, data: bytes, bucket: str, key: str, content_type: str, expires_s: int) -> Uploaded:
-        import io
+    def default_key(self, fmt: str, job_id: str | None = None) -> str:
+        return default_key(fmt, job_id, self.settings.s3_key_prefix)
 
-        from boto3.s3.transfer import TransferConfig
+    def upload(self, data: bytes, bucket: str, key: str, content_type: str, expires_s: int) -> Uploaded:
+        """Store ``data`` (in parts when large) and presign it; a taken key is refused unless ``S3_OVERWRITE``."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket, key = validate_bucket(bucket), validate_key(key)
+        check_target(self.settings, bucket, key)
         client = self.client()
-        threshold = self.settings.s3_multipart_threshold
-        config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=max(threshold, 5 * 1024 * 1024))
+        condition = {} if self.settings.s3_overwrite else {"IfNoneMatch": "*"}
         try:
-            client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs={"ContentType": content_type},
-                                  Config=config)
+            if len(data) <= self.settings.s3_multipart_threshold:
+                client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition)
+            else:
+                self._multipart(client, data, bucket, key, content_type, condition)
             presigned = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
                                                       ExpiresIn=expires_s)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                log.info("upload to s3://%s/%s refused: the key is taken", bucket, key)
+                raise RequestError("s3_key", f"an object already exists at s3://{bucket}/{key}; name another key "
+                                             "(S3_OVERWRITE is off)") from None
+            log.warning("upload to s3://%s/%s failed: %s", bucket, key, _safe(exc))
+            raise StorageError(f"upload to s3://{bucket}/{key} failed: {_safe(exc)}") from None
+        except BotoCoreError as exc:
             log.warning("upload to s3://%s/%s failed: %s", bucket, key, _safe(exc))
             raise StorageError(f"upload to s3://{bucket}/{key} failed: {_safe(exc)}") from None
         endpoint = client.meta.endpoint_url.rstrip("/")
         return Uploaded(bucket, key, f"{endpoint}/{bucket}/{key}", presigned)
+
+    def _multipart(self, client, data: bytes, bucket: str, key: str, content_type: str,
+                   condition: dict[str, str]) -> None:
+        """Parts of at least 5 MB (S3's minimum); the condition is checked when the upload completes, and a
+        failed upload is aborted so no orphaned parts are billed."""
+        size = max(self.settings.s3_multipart_threshold, 5 * 1024 * 1024)
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, len(data), size), start=1):
+                etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                          Body=data[start:start + size])["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
+            client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                             MultipartUpload={"Parts": parts}, **condition)
+        except BaseException:
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.warning("aborting the multipart upload of s3://%s/%s failed", bucket, key)
+            raise
