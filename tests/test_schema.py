@@ -55,3 +55,15 @@ def test_not_an_object():
     with pytest.raises(RequestError) as err:
         SpeechRequest.parse(["transcript"])
     assert err.value.field == "input"
+
+
+@pytest.mark.parametrize("transcript", ["\x00\x00\x00", "\u200b \u200c\ufeff", "\x07\x1b\n\t"])
+def test_a_transcript_with_nothing_to_speak_names_the_field(transcript):
+    with pytest.raises(RequestError) as err:
+        parse(transcript=transcript)
+    assert err.value.field == "transcript" and "nothing to speak" in err.value.message
+
+
+def test_scene_and_reference_transcript_lose_invisible_characters():
+    req = parse(transcript="hi", scene_prompt="A quiet\x00 room\u200b.", ref_audio="alto", ref_text="ignored\x07")
+    assert req.scene_prompt == "A quiet room."

@@ -42,3 +42,10 @@ def test_split_by_words_cuts_cjk_by_characters():
 
 def test_no_chunking_returns_the_text():
     assert text.split_chunks("a b c", None) == ["a b c"]
+
+
+def test_invisible_characters_are_removed():
+    assert text.normalize("Hel\u200blo\u00ad wor\x00ld\ufeff\u202e!") == "Hello world!"
+    assert text.normalize("one\r\ntwo\rthree\tfour\x07") == "one\ntwo\nthree four."
+    assert text.normalize("\x00\x00\x00") == "" and text.normalize("\u200b\u200d\u2060") == ""
+    assert text.clean("a\x1bb\x9bc") == "abc"  # escape and C1 control introducers

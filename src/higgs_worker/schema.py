@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from . import text
 from .settings import get_settings
 
 AudioFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
@@ -91,6 +92,8 @@ class SpeechRequest(BaseModel):
         limit = get_settings().max_text_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_TEXT_CHARS)")
+        if not text.normalize(value):
+            raise ValueError("has nothing to speak (only spaces, control or zero-width characters)")
         return value
 
     @field_validator("scene_prompt", "ref_text")
@@ -101,7 +104,7 @@ class SpeechRequest(BaseModel):
         limit = get_settings().max_scene_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_SCENE_CHARS)")
-        return value.strip() or None
+        return text.clean(value).strip() or None
 
     @field_validator("max_new_tokens")
     @classmethod

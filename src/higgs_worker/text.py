@@ -34,6 +34,17 @@ _SPEAKER_TAG = re.compile(r"\[(SPEAKER\d+)\]")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
+#: Characters with no sound that only hide text or confuse the tokenizer: C0/C1 controls other than newline and
+#: tab, zero-width and joiner characters, bidirectional overrides, the soft hyphen and the byte-order mark.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def clean(text: str) -> str:
+    """Remove invisible characters; carriage returns become newlines."""
+    return _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def normalize_punctuation(text: str) -> str:
     for src, dst in _PUNCTUATION.items():
         text = text.replace(src, dst)
@@ -41,8 +52,9 @@ def normalize_punctuation(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """The upstream normalisation: punctuation, brackets, degrees, sound events, whitespace, final stop."""
-    text = normalize_punctuation(text)
+    """The upstream normalisation: punctuation, brackets, degrees, sound events, whitespace, final stop; and
+    before it, invisible characters removed (:func:`clean`)."""
+    text = normalize_punctuation(clean(text))
     text = text.replace("(", " ").replace(")", " ")
     text = text.replace("°F", " degrees Fahrenheit").replace("°C", " degrees Celsius")
     for tag, marker in SOUND_EVENTS:
