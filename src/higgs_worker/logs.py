@@ -10,10 +10,17 @@ from pathlib import Path
 
 from .settings import Settings
 
+#: Separators between a header or field name and its value: ``: ``, ``=``, ``': '`` (a printed dict), ``%3A``.
+_SEP = r"""["']?\s*(?:[:=]|%3A|%3D)\s*["']?\s*"""
+#: The space inside ``Bearer <token>``, written plainly or URL-encoded.
+_SPACE = r"(?:\s+|%20|\+)"
 _PATTERNS = [
-    re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s'\"]+"),
-    re.compile(r"(?i)((?:aws_secret_access_key|aws_access_key_id|api_keys?|x-amz-signature|x-amz-credential|"
-               r"signature|token)[\"']?\s*[=:]\s*[\"']?)[^\s&'\",]+"),
+    # Authorization: Bearer x / 'Authorization': 'Bearer x' / authorization=Bearer%20x / Proxy-Authorization
+    re.compile(rf"(?i)((?:proxy-)?authorization{_SEP}(?:bearer|basic|token|aws4-hmac-sha256){_SPACE})"
+               r"""[^\s'"&,;]+"""),
+    re.compile(rf"(?i)((?:aws_secret_access_key|aws_access_key_id|aws_session_token|api_keys?|x-api-key|"
+               rf"x-amz-signature|x-amz-credential|x-amz-security-token|signature|token|password|secret){_SEP})"
+               r"""[^\s&'",;}]+"""),
     re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"),
 ]
 
