@@ -55,24 +55,55 @@ prepare_runtime() {
       tmp="$env_dir.tmp-$$"
       rm -rf "$tmp"
       local t0; t0=$(date +%s)
+      # every package is checked against the lock's sha256 hashes: a tampered mirror or cache cannot slip in
       if command -v uv >/dev/null 2>&1; then
         uv venv --quiet --relocatable --python "$PYTHON_BIN" "$tmp"
-        UV_LINK_MODE="${UV_LINK_MODE:-copy}" uv pip sync --quiet --python "$tmp/bin/python" "$LOCK_FILE"
+        UV_LINK_MODE="${UV_LINK_MODE:-copy}" uv pip sync --quiet --require-hashes --python "$tmp/bin/python" "$LOCK_FILE"
       else
         "$PYTHON_BIN" -m venv "$tmp"
-        "$tmp/bin/python" -m pip install --quiet --no-deps -r "$LOCK_FILE"
+        "$tmp/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$LOCK_FILE"
       fi
-      touch "$tmp/.ready"
+      touch "$tmp/.ready" "$tmp/.last-used"
       mv -T "$tmp" "$env_dir"  # atomic: a half-built runtime is never seen as ready
       log "runtime installed in $(( $(date +%s) - t0 )) s"
-      # keep the volume tidy: runtimes of older lock files
-      find "$RUNTIME_ROOT" -maxdepth 1 -name 'env-*' -not -name "env-$key" -not -name "env-$key.*" \
-        -exec rm -rf {} + 2>/dev/null || true
     fi
     flock -u 9
     exec 9>&-
   fi
   RUNTIME_PYTHON="$env_dir/bin/python"
+  mark_used "$env_dir"
+  remove_unused_runtimes "$env_dir"
+}
+
+# --- runtimes on a shared volume: several workers (and image versions) may use different ones at once ---------
+# Each start touches its runtime's .last-used stamp, and a background loop keeps touching it while the worker
+# runs; only runtimes whose stamp is older than RUNTIME_KEEP_UNUSED_MIN (a day) are removed. Stamps and removal
+# share one lock, so a runtime is never removed between another worker's check and its stamp.
+RUNTIME_KEEP_UNUSED_MIN="${RUNTIME_KEEP_UNUSED_MIN:-1440}"
+mark_used() {
+  local env_dir=$1 main_pid=$$
+  (
+    flock -s 8
+    touch "$env_dir/.last-used"
+  ) 8>"$RUNTIME_ROOT/.gc.lock"
+  [ "$MODE" != none ] || return 0
+  # $$ stays the worker's PID after the final exec, so the loop ends with the worker (it holds none of our fds)
+  ( while kill -0 "$main_pid" 2>/dev/null; do sleep 600; touch "$env_dir/.last-used" 2>/dev/null || true; done ) \
+    </dev/null >/dev/null 2>&1 3>&- 4>&- &
+}
+remove_unused_runtimes() {
+  local keep=$1 old
+  (
+    flock -x 8
+    for old in "$RUNTIME_ROOT"/env-*; do
+      [ -d "$old" ] && [ "$old" != "$keep" ] || continue
+      if [ -z "$(find "$old" -maxdepth 1 -name .last-used -mmin "-$RUNTIME_KEEP_UNUSED_MIN" 2>/dev/null)" ] \
+        && [ -z "$(find "$old" -maxdepth 0 -mmin "-$RUNTIME_KEEP_UNUSED_MIN" 2>/dev/null)" ]; then
+        log "removing the runtime $old (unused for over $RUNTIME_KEEP_UNUSED_MIN min)"
+        rm -rf "$old"
+      fi
+    done
+  ) 8>"$RUNTIME_ROOT/.gc.lock"
 }
 
 if [ -n "${RUNTIME_PYTHON:-}" ]; then

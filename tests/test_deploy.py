@@ -111,9 +111,9 @@ def bootstrap(env: dict[str, str], cwd: Path, timeout: float = 300) -> tuple[sub
 def offline_runtime(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    make_wheel(wheels)
+    wheel = make_wheel(wheels)
     lock = tmp_path / "requirements.lock"
-    lock.write_text("tinypkg==1.0\n")
+    lock.write_text(f"tinypkg==1.0 \\\n    --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     if not Path(uv).exists():
         pytest.skip("uv is not installed")
@@ -142,6 +142,37 @@ def test_bootstrap_twice_installs_once(offline_runtime, tmp_path):
     log = (tmp_path / "logs" / "bootstrap.log").read_text()
     assert log.count("starting (mode=none") == 2
     print(json.dumps({"bootstrap_first_s": round(first_s, 2), "bootstrap_second_s": round(second_s, 2)}))
+
+
+def test_bootstrap_refuses_a_package_whose_hash_is_not_the_locked_one(offline_runtime, tmp_path):
+    lock = Path(offline_runtime["LOCK_FILE"])
+    lock.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, lock.read_text()))
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    proc, _ = bootstrap({**offline_runtime, "VOLUME_ROOT": str(volume), "LOG_DIR": str(tmp_path / "logs")}, tmp_path)
+    assert proc.returncode != 0
+    assert "hash" in (proc.stdout + proc.stderr).lower()
+    assert not list((volume / "runtime").glob("env-*/.ready"))
+
+
+def test_bootstrap_removes_only_runtimes_unused_for_a_day(offline_runtime, tmp_path):
+    volume = tmp_path / "volume"
+    runtimes = volume / "runtime"
+    now = time.time()
+    for name, age_h in (("env-stale", 30), ("env-in-use", 2), ("env-no-stamp-old", 48)):
+        (runtimes / name / "bin").mkdir(parents=True)
+        (runtimes / name / ".ready").touch()
+        if name != "env-no-stamp-old":
+            (runtimes / name / ".last-used").touch()
+            os.utime(runtimes / name / ".last-used", (now - age_h * 3600,) * 2)
+        os.utime(runtimes / name, (now - age_h * 3600,) * 2)
+    proc, _ = bootstrap({**offline_runtime, "VOLUME_ROOT": str(volume), "LOG_DIR": str(tmp_path / "logs")}, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = sorted(p.name for p in runtimes.glob("env-*"))
+    assert "env-in-use" in left and "env-stale" not in left and "env-no-stamp-old" not in left
+    current = [name for name in left if name != "env-in-use"]
+    assert len(current) == 1 and (runtimes / current[0] / ".last-used").exists()
+    assert "removing the runtime" in proc.stdout
 
 
 def test_bootstrap_without_a_volume_uses_a_local_folder(offline_runtime, tmp_path):
