@@ -95,3 +95,27 @@ def test_very_short_codes_decode(engine: Engine):
     for frames in (1, 3, 7):
         wave = engine.decode(torch.randint(0, 1024, (frames, 8)))
         assert wave.shape == (frames * 960,)
+
+
+def test_reference_is_encoded_unpadded_like_the_processor(engine):
+    """A reference whose length is not a multiple of the hop gets the codes the processor's own audio path gives
+    (``padding=False``), not extra frames of padding."""
+    hop = engine.processor.feature_extractor.hop_length
+    rng = np.random.default_rng(3)
+    wave = (0.2 * rng.standard_normal(hop * 12 + hop // 3)).astype(np.float32)
+    ours = engine.encode_reference(wave)
+    processor = engine.processor
+    inputs = processor(text=[f"x {processor.audio_token}"], audio=[wave], return_tensors="pt")
+    theirs = inputs["audio_input_ids"][0]  # delay-patterned, with stream bos/eos: revert to plain codes
+    plain = generated_codes(theirs, processor.audio_stream_bos_id, processor.audio_stream_eos_id)
+    assert torch.equal(ours, plain)
+    padded = processor.feature_extractor(wave, sampling_rate=24000, padding=True, return_tensors="pt")
+    assert padded["input_values"].shape[-1] > len(wave)  # the padded path would have differed
+
+
+def test_a_generation_cut_at_max_new_tokens_says_truncated(engine):
+    cut = engine.generate(Prompt(text="Cut short."), Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=5), 1)
+    assert cut.truncated and cut.steps == 5
+    free = engine.generate(Prompt(text="Free."), Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=5,
+                                                         stop_at_eos=False), 1)
+    assert not free.truncated  # asked to run to the limit: nothing was cut

@@ -47,6 +47,7 @@ class Generation:
     steps: int
     seconds: float
     first_frame_s: float | None = None
+    truncated: bool = False  # stopped at max_new_tokens before the model ended the audio
 
 
 class Cancelled(Exception):
@@ -100,7 +101,10 @@ class Engine:
             if cached is not None:
                 self._references.move_to_end(key)
                 return cached
-            features = self.processor.feature_extractor(wave, sampling_rate=self.sample_rate, return_tensors="pt")
+            # unpadded, as upstream and the processor's own audio path encode references: padding to the hop
+            # length would add frames of silence the reference never had
+            features = self.processor.feature_extractor(wave, sampling_rate=self.sample_rate, padding=False,
+                                                        return_tensors="pt")
             values = features["input_values"].to(self.loaded.device)
             with torch.inference_mode():
                 codes = self.processor.audio_tokenizer.encode(values).audio_codes[0].transpose(0, 1).cpu()
@@ -132,7 +136,8 @@ class Engine:
         return Generation(codes=generated_codes(delayed, self.processor.audio_stream_bos_id,
                                                 self.processor.audio_stream_eos_id),
                           prompt_tokens=int(job.inputs["input_ids"].shape[1]), steps=len(job.frames),
-                          seconds=job.finished_s, first_frame_s=job.first_frame_s)
+                          seconds=job.finished_s, first_frame_s=job.first_frame_s,
+                          truncated=job.stop_at_eos and not job.ended_at_eos)
 
     def generate(self, prompt: Prompt, sampling: Sampling, seed: int,
                  cancel: threading.Event | None = None) -> Generation:

@@ -54,6 +54,7 @@ class Job:
     started: float = 0.0
     first_frame_s: float | None = None
     finished_s: float = 0.0
+    ended_at_eos: bool = False  # False when the row stopped at max_new_tokens (or was cancelled) instead
 
 
 @dataclass(eq=False)
@@ -255,7 +256,11 @@ class Scheduler:
         eos = frame == self.cfg.audio_stream_eos_id
         row.last_text_is_delay = bool(eos.any()) or row.last_text_is_delay
         row.last_frame = frame
-        if (job.stop_at_eos and bool(eos.all())) or row.steps >= job.max_new_tokens:
+        if job.stop_at_eos and bool(eos.all()):
+            job.ended_at_eos = True
+            self._finish(row)
+            return False
+        if row.steps >= job.max_new_tokens:
             self._finish(row)
             return False
         return True
