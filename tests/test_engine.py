@@ -119,3 +119,51 @@ def test_a_generation_cut_at_max_new_tokens_says_truncated(engine):
     free = engine.generate(Prompt(text="Free."), Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=5,
                                                          stop_at_eos=False), 1)
     assert not free.truncated  # asked to run to the limit: nothing was cut
+
+
+def _copy_tiny(tiny_model_dir, tmp_path):
+    import shutil
+
+    dst = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, dst)
+    return dst
+
+
+def test_loader_refuses_a_tokenizer_whose_audio_ids_are_shuffled(tiny_model_dir, tmp_path):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    config_path = dst / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["audio_token_id"], config["audio_bos_token_id"] = config["audio_bos_token_id"], config["audio_token_id"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="does not match the model config") as err:
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert "<|AUDIO_OUT|>" in str(err.value)
+
+
+@pytest.mark.parametrize(("folder", "old_type", "setting"), [("model", "higgs_audio", "MODEL_REVISION"),
+                                                             ("tokenizer", None, "TOKENIZER_REVISION")])
+def test_loader_refuses_the_old_format_naming_the_revision(tiny_model_dir, tmp_path, folder, old_type, setting):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    config_path = dst / folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("model_type", None)
+    if old_type:
+        config["model_type"] = old_type
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=setting):
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+
+
+def test_loaded_commit_comes_from_the_completion_marker(tiny_model_dir, tmp_path):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    (dst / "model" / ".higgs-complete.json").write_text(json.dumps(
+        {"repo_id": "bosonai/higgs-audio-v2-generation-3B-base", "revision": "main", "commit": "a" * 40}))
+    loaded = load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert loaded.commit == "a" * 40 and loaded.source["revision"] == "main"
+    assert load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "float32").commit is None

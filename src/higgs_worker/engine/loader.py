@@ -6,8 +6,9 @@ Never reaches a hub: ``AutoProcessor.from_pretrained`` would fetch the codec fro
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +29,11 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     load_s: float = 0.0
+    source: dict[str, str] = field(default_factory=dict)  # repo_id, revision, commit (from the completion marker)
+
+    @property
+    def commit(self) -> str | None:
+        return self.source.get("commit")
 
     @property
     def codec(self):
@@ -66,6 +72,48 @@ def _require(folder: Path, files: tuple[str, ...], what: str) -> None:
         raise ModelLoadError(f"{what} folder {folder} lacks {', '.join(missing)}")
 
 
+#: model_type in ``config.json`` of each folder in the format this worker loads (transformers-native, April 2026).
+_FORMATS = {"MODEL_PATH": ("higgs_audio_v2", "MODEL_REVISION"),
+            "TOKENIZER_PATH": ("higgs_audio_v2_tokenizer", "TOKENIZER_REVISION")}
+
+
+def _check_format(folder: Path, what: str) -> None:
+    """Refuse the pre-2026-04 ``higgs_audio`` layout (upstream's own code) before transformers fails obscurely."""
+    want, revision = _FORMATS[what]
+    try:
+        model_type = json.loads((folder / "config.json").read_text("utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{what} {folder}: config.json is unreadable ({exc.__class__.__name__})") from exc
+    if model_type != want:
+        raise ModelLoadError(
+            f"{what} {folder} holds a {model_type!r} model, not {want!r}: it is in the format of the repository "
+            f"before April 2026, which this worker cannot load; fetch the current revision ({revision}=main, then "
+            "`higgs-worker fetch-models`)")
+
+
+def check_special_tokens(processor, config) -> None:
+    """The text tokenizer must give the audio special tokens the ids the model was trained with; a mismatched
+    tokenizer would silently put audio codes in the wrong places."""
+    pairs = {"audio token (<|AUDIO_OUT|>)": (processor.audio_token_id, config.audio_token_id),
+             "audio start (<|audio_out_bos|>)": (processor.audio_bos_token_id, config.audio_bos_token_id),
+             "audio delay": (processor.audio_delay_token_id, config.audio_delay_token_id),
+             "audio stream bos": (processor.audio_stream_bos_id, config.audio_stream_bos_id),
+             "audio stream eos": (processor.audio_stream_eos_id, config.audio_stream_eos_id)}
+    wrong = [f"{name}: tokenizer {got}, model {want}" for name, (got, want) in pairs.items() if got != want]
+    if wrong:
+        raise ModelLoadError("the text tokenizer does not match the model config (" + "; ".join(wrong) + "); "
+                             "MODEL_PATH must hold the tokenizer and config of one revision")
+
+
+def read_source(folder: Path) -> dict[str, str]:
+    """Repo, revision and resolved commit recorded when the folder was fetched (empty for folders made by hand)."""
+    try:
+        marker = json.loads((folder / ".higgs-complete.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: str(marker[k]) for k in ("repo_id", "revision", "commit") if marker.get(k)}
+
+
 def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load model, text tokenizer, feature extractor and codec from local folders, offline."""
     import time
@@ -82,6 +130,8 @@ def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dty
     model_path, tokenizer_path = Path(model_path), Path(tokenizer_path)
     _require(model_path, ("config.json", "tokenizer_config.json"), "MODEL_PATH")
     _require(tokenizer_path, ("config.json",), "TOKENIZER_PATH")
+    _check_format(model_path, "MODEL_PATH")
+    _check_format(tokenizer_path, "TOKENIZER_PATH")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     try:
@@ -98,7 +148,9 @@ def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dty
         ).to(dev).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"could not load the model: {exc}") from exc
+    check_special_tokens(processor, model.config)
     loaded = LoadedModel(model=model, processor=processor, device=dev, dtype=dt,
-                         load_s=time.perf_counter() - start)
-    log.info("model loaded from %s on %s (%s) in %.2f s", model_path, dev, dt, loaded.load_s)
+                         load_s=time.perf_counter() - start, source=read_source(model_path))
+    log.info("model loaded from %s (%s) on %s (%s) in %.2f s", model_path,
+             "{repo_id}@{commit}".format_map({"repo_id": "?", "commit": "?", **loaded.source}), dev, dt, loaded.load_s)
     return loaded
