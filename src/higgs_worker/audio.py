@@ -1,7 +1,8 @@
 """Audio in and out: reading any reference clip as 24 kHz mono, and encoding results.
 
-The only place that resamples or mixes channels, and the only place that encodes. Encoders are built on PyAV
-(FFmpeg) with one encoder per response, so a stream cut into pieces is still one continuous file.
+Reading untrusted clips lives in :mod:`higgs_worker.audio_decode` (the one place that mixes and resamples them);
+this is the only place that encodes. Encoders are built on PyAV (FFmpeg) with one encoder per response, so a stream
+cut into pieces is still one continuous file.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from collections.abc import Iterable, Iterator
 import av
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
+
+from .audio_decode import AudioDecodeError, DecodeLimits, decode_mono
 
 SAMPLE_RATE = 24000
+
+__all__ = ["SAMPLE_RATE", "MEDIA_TYPES", "AudioDecodeError", "DecodeLimits", "load_model_audio", "StreamEncoder",
+           "encode", "encode_stream", "to_int16", "wav_header"]
 
 #: Content types of each output format.
 MEDIA_TYPES = {
@@ -37,48 +41,13 @@ _AV_FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
-class AudioDecodeError(ValueError):
-    """Bytes that are not audio any decoder here can read."""
+def load_model_audio(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Bytes of any accepted format, rate and channel count to 24 kHz mono float32, decoded within ``limits``.
 
-
-def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode audio bytes of any common format to float32 ``(channels, samples)`` and its sample rate."""
-    if not data:
-        raise AudioDecodeError("no audio data")
-    try:
-        wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return np.ascontiguousarray(wave.T), int(rate)
-    except Exception:  # noqa: BLE001 - fall through to FFmpeg for mp3, aac, opus, m4a...
-        pass
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            stream = next(s for s in container.streams if s.type == "audio")
-            rate = stream.codec_context.sample_rate
-            frames = [f.to_ndarray() for f in container.decode(stream)]
-    except (av.FFmpegError, StopIteration, ValueError, IndexError) as exc:
-        raise AudioDecodeError(f"could not decode audio ({exc.__class__.__name__})") from None
-    if not frames or not rate:
-        raise AudioDecodeError("audio stream has no samples")
-    planar = [f if f.ndim == 2 else f[None, :] for f in frames]
-    wave = np.concatenate(planar, axis=1)
-    if wave.dtype.kind == "i":
-        wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
-    return wave.astype(np.float32, copy=False), int(rate)
-
-
-def to_model_audio(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Mix ``(channels, samples)`` (or 1-D) audio to mono and resample it to 24 kHz, float32 1-D."""
-    mono = wave if wave.ndim == 1 else wave.mean(axis=0)
-    mono = np.asarray(mono, dtype=np.float32)
-    if rate != SAMPLE_RATE:
-        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
-    return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def load_model_audio(data: bytes) -> np.ndarray:
-    """Bytes of any format, rate and channel count to 24 kHz mono float32."""
-    wave, rate = decode_audio(data)
-    return to_model_audio(wave, rate)
+    Decoding untrusted bytes (allow-listed containers, header checks, a sample budget, a cap on decodes at once)
+    lives in :mod:`higgs_worker.audio_decode`; this is the model-rate entry to it.
+    """
+    return decode_mono(data, SAMPLE_RATE, limits or DecodeLimits())
 
 
 def to_int16(wave: np.ndarray) -> np.ndarray:

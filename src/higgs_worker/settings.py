@@ -6,11 +6,12 @@ The README's configuration table is generated from this class (``higgs-worker se
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
@@ -22,9 +23,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
                                       protected_namespaces=())
+    _volume_root_reason: str = PrivateAttr("")  # why VOLUME_ROOT is where it is (logged at start)
 
     # Where things live.
-    volume_root: Path = Field(Path("/runpod-volume"), description="Network volume root; models and voices live below it.")
+    volume_root: Path | None = Field(None, description="Network volume root; models and voices live below it. Default: `/runpod-volume` when it exists and is writable, else the user's cache folder (`$XDG_CACHE_HOME/higgs-worker`, `~/.cache/higgs-worker`).")
     model_path: Path | None = Field(None, description="Local folder of the LLM repo (default `$VOLUME_ROOT/models/<name of MODEL_REPO>`).")
     tokenizer_path: Path | None = Field(None, description="Local folder of the audio tokenizer repo (default `$VOLUME_ROOT/models/<name of TOKENIZER_REPO>`).")
     model_repo: str = Field(DEFAULT_MODEL_REPO, description="Hugging Face repo of the LLM, fetched into `MODEL_PATH`.")
@@ -34,9 +36,9 @@ class Settings(BaseSettings):
     voices_dir: Path | None = Field(None, description="Voice presets (`NAME.wav` + `NAME.txt`) and uploads (default `$VOLUME_ROOT/voices`).")
     voice_presets: str = Field("belinda,broom_salesman,chadwick,en_man,en_woman,mabel,vex,zh_man_sichuan", description="Upstream presets `fetch-voices` installs into `VOICES_DIR` (pinned URLs, sha256-checked); empty for none.")
     voice_presets_url: str | None = Field(None, description="Mirror to fetch the presets from instead of the pinned upstream commit.")
-    log_dir: Path = Field(Path("/app/logs"), description="Folder for `bootstrap.log` and `server.log`.")
+    log_dir: Path | None = Field(None, description="Folder for `bootstrap.log` and `server.log`. Default: `/app/logs` when `/app` is writable (the images), else `logs` in the user's cache folder.")
     higgs_demo: bool = Field(False, description="Offline demo: make (once) and serve the tiny random model instead of the real one.")
-    demo_dir: Path = Field(Path.home() / ".cache" / "higgs-worker" / "tiny-model", description="Where the demo's tiny model is written.")
+    demo_dir: Path | None = Field(None, description="Where the demo's tiny model is written (default `tiny-model` in the user's cache folder).")
 
     # Model runtime.
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="`auto` picks `cuda` when present, else `cpu`.")
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP server.")
     api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping` and `/health` needs one.")
+    public_docs: bool = Field(False, description="With `API_KEYS` set, still serve `/docs`, `/redoc` and `/openapi.json` without a key (they describe the API, not its data).")
 
     # Request limits.
     max_text_chars: int = Field(20000, ge=1, description="Longest `transcript` accepted, in characters.")
@@ -65,6 +68,13 @@ class Settings(BaseSettings):
     ref_audio_url_allow_http: bool = Field(False, description="Also accept plain http URLs for `ref_audio`.")
     ref_audio_url_allow_loopback: bool = Field(False, description="Let `ref_audio` URLs reach loopback addresses (local development only).")
     ref_audio_url_timeout_s: float = Field(10.0, gt=0, le=120, description="Total time to fetch a `ref_audio` URL, redirects included.")
+    max_concurrent_fetches: int = Field(4, ge=1, le=256, description="Most `ref_audio` URLs fetched at once; more wait, within their own `REF_AUDIO_URL_TIMEOUT_S`.")
+    max_ref_channels: int = Field(8, ge=1, le=64, description="Most channels a reference audio may have (checked in its header and in every decoded block).")
+    max_ref_sample_rate: int = Field(192000, ge=8000, le=768000, description="Highest sample rate of a reference audio, in Hz (checked in its header and in every decoded block).")
+    max_concurrent_decodes: int = Field(2, ge=1, le=64, description="Most untrusted reference audios (base64, URL, uploads) decoded at once in the process; more wait.")
+    max_uploaded_voices: int = Field(500, ge=0, description="Most voices `POST /v1/audio/voices` may keep in `VOICES_DIR/uploads`.")
+    max_uploaded_voice_bytes: int = Field(512 * 1024 * 1024, ge=0, description="Most bytes all uploaded voices together may take on disk.")
+    voice_cache_bytes: int = Field(128 * 1024 * 1024, ge=0, description="Memory for decoded voice waveforms kept between requests; the least recently used go first.")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted (413 beyond).")
     max_concurrent_jobs: int = Field(64, ge=1, description="Most jobs queued or running, and speech requests in flight (429 beyond).")
 
@@ -81,16 +91,26 @@ class Settings(BaseSettings):
     s3_multipart_threshold: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Uploads above this many bytes use multipart upload.")
     max_inline_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest encoded audio returned inline as base64 (RunPod rejects results near 20 MB).")
     stream_chunk_bytes: int = Field(256 * 1024, ge=1024, le=768 * 1024, description="Largest encoded audio piece in one stream message (RunPod allows 1 MB).")
+    stream_buffer_pieces: int = Field(16, ge=1, le=4096, description="Most encoded audio pieces waiting between generation and a slow stream client (HTTP streams and a job's unread `/stream` pieces); generation pauses while it is full.")
+    stream_stall_timeout_s: float = Field(30.0, gt=0, description="A stream whose client has read nothing for this long while audio waits for it is cancelled and its slot freed (HTTP streams; for `stream: true` jobs, no `/stream` call while the buffer is full ends the job FAILED).")
 
     # Jobs.
     job_retention_s: float = Field(1800.0, gt=0, description="How long finished `/run` jobs stay readable by `/status` (RunPod keeps 30 min).")
     job_timeout_s: float = Field(600.0, gt=0, description="A job running longer ends TIMED_OUT.")
+    job_retain_max: int = Field(1000, ge=1, description="Most finished jobs kept for `/status`; beyond it the oldest finished jobs are forgotten first (the newest is always kept).")
+    job_retain_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Most bytes of finished jobs' outputs, errors and unread stream pieces kept (inputs are dropped when a job ends); beyond it the oldest finished jobs are forgotten first (the newest is always kept).")
     runsync_wait_s: float = Field(90.0, gt=0, description="Default time `/runsync` waits before answering IN_PROGRESS with the job id.")
     runpod_stream_handler: bool = Field(False, description="RunPod worker: use the generator handler so `stream: true` jobs stream audio (outputs become lists).")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
+        if self.volume_root is None:
+            self.volume_root, self._volume_root_reason = default_volume_root()
+        else:
+            self._volume_root_reason = "set by VOLUME_ROOT"
+        self.log_dir = self.log_dir or (APP_LOGS if _writable(APP_LOGS.parent) else user_cache_dir() / "logs")
+        self.demo_dir = self.demo_dir or user_cache_dir() / "tiny-model"
         if self.higgs_demo:
             self.model_path = self.model_path or self.demo_dir / "model"
             self.tokenizer_path = self.tokenizer_path or self.demo_dir / "tokenizer"
@@ -101,10 +121,36 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def volume_root_reason(self) -> str:
+        return self._volume_root_reason
+
+    @property
     def api_key_list(self) -> list[str]:
         if self.api_keys is None:
             return []
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+
+RUNPOD_VOLUME = Path("/runpod-volume")
+APP_LOGS = Path("/app/logs")
+
+
+def _writable(folder: Path) -> bool:
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/higgs-worker``, or ``~/.cache/higgs-worker``: where a workstation keeps models and voices."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache") / "higgs-worker"
+
+
+def default_volume_root() -> tuple[Path, str]:
+    """RunPod's volume when it is mounted and writable; otherwise the user's cache folder, never the filesystem
+    root. Returns the folder and why it was chosen."""
+    if _writable(RUNPOD_VOLUME):
+        return RUNPOD_VOLUME, f"{RUNPOD_VOLUME} is mounted and writable"
+    return user_cache_dir(), f"no writable {RUNPOD_VOLUME}: the user's cache folder"
 
 
 @lru_cache(maxsize=1)
@@ -124,8 +170,8 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "" if default is None else str(default)
-        if name == "demo_dir":
-            shown = "~/.cache/higgs-worker/tiny-model"
+        if name in ("volume_root", "log_dir", "demo_dir"):
+            shown = ""  # chosen at start (the description says how); `higgs-worker settings` shows the values
         rows.append(f"| `{name.upper()}` | `{shown}` | {field.description} |" if shown else
                     f"| `{name.upper()}` | | {field.description} |")
     return "\n".join(rows)
