@@ -1,9 +1,11 @@
 """URL references under the SSRF guards. No packet leaves 127.0.0.0/8: names resolve through a stub resolver,
-and the connect step fails the test if it is ever reached for anything but the local test server."""
+and the connect step fails the test if it is ever reached for anything but the local test server (the stub
+names all resolve to 127.0.0.1)."""
 
 from __future__ import annotations
 
 import io
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -15,6 +17,7 @@ import soundfile as sf
 from higgs_worker.safe_fetch import FetchRefused, GuardedFetcher, forbidden
 from higgs_worker.schema import RequestError, SpeechRequest
 from higgs_worker.voices import VoiceLibrary
+from hostile_media import DripOrigin
 from servers import LoopbackHTTPServer
 
 STUB_DNS = {
@@ -163,3 +166,128 @@ def test_voice_library_urls_disabled_or_validated(origin, tmp_path, env):
     with pytest.raises(RequestError) as err:
         SpeechRequest.parse({"transcript": "hi", "ref_audio": "https://voice.test/x.wav"})
     assert err.value.field == "ref_text" and "URL" in err.value.message
+
+
+# -- the deadline holds on every read, the fetch honours a cancel, and only so many fetches run at once ------
+
+@pytest.fixture()
+def drip():
+    origin = DripOrigin(interval=0.25, length=80)  # 20 s of trickle, one byte at a time
+    with LoopbackHTTPServer(origin.handler()) as server:
+        origin.port = server.port
+        yield origin
+        origin.stop()
+
+
+@pytest.mark.parametrize("path", ["/drip-body", "/drip-head"])
+def test_a_server_sending_a_byte_at_a_time_is_cut_off_at_the_deadline(drip, path):
+    guard, _ = fetcher(allow_http=True, allow_loopback=True, timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(FetchRefused, match=r"longer than 1 s \(REF_AUDIO_URL_TIMEOUT_S\)"):
+        guard.fetch(f"http://voice.test:{drip.port}{path}")
+    assert time.monotonic() - started < 2.5  # the deadline itself, plus scheduling slack
+
+
+def test_a_cancel_stops_the_fetch(drip):
+    from higgs_worker.safe_fetch import FetchCancelled
+
+    guard, _ = fetcher(allow_http=True, allow_loopback=True, timeout_s=60.0)
+    cancel = threading.Event()
+    threading.Thread(target=lambda: drip.first_byte.wait() and cancel.set(), daemon=True).start()
+    with pytest.raises(FetchCancelled):  # without the cancel: 20 s of trickle, then a 60 s deadline
+        guard.fetch(f"http://voice.test:{drip.port}/drip-body", cancel=cancel)
+    assert drip.disconnected.wait(30)  # the origin saw the connection go
+
+
+def test_a_cancelled_url_reference_cancels_the_job(drip, tmp_path):
+    from higgs_worker.engine import Cancelled
+
+    guard, _ = fetcher(allow_http=True, allow_loopback=True, timeout_s=60.0)
+    cancel = threading.Event()
+    threading.Thread(target=lambda: drip.first_byte.wait() and cancel.set(), daemon=True).start()
+    request = SpeechRequest.parse({"transcript": "hi", "ref_audio": f"http://voice.test:{drip.port}/drip-body",
+                                   "ref_text": "words"})
+    with pytest.raises(Cancelled):
+        VoiceLibrary(tmp_path, 10_000_000, 60, guard).resolve(request, cancel)
+
+
+def test_a_slow_name_server_does_not_outlast_the_deadline():
+    release = threading.Event()
+
+    def stuck_resolver(host, port):
+        release.wait()
+        return ["127.0.0.1"]
+
+    guard = GuardedFetcher(max_bytes=1000, timeout_s=0.5, allow_http=True, allow_loopback=True,
+                           resolver=stuck_resolver, transport=LoopbackOnly())
+    try:
+        with pytest.raises(FetchRefused, match="longer than 0.5 s"):
+            guard.fetch("http://voice.test:9/x.wav")
+    finally:
+        release.set()
+
+
+class CountingOrigin:
+    """Answers each request after a short trickle, recording how many requests it served at once and the
+    ``Accept-Encoding`` asked for."""
+
+    def __init__(self) -> None:
+        self.active = self.most = 0
+        self.encodings: list[str] = []
+        self.lock = threading.Lock()
+        self.gate = threading.Event()
+
+    def handler(self):
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                with origin.lock:
+                    origin.active += 1
+                    origin.most = max(origin.most, origin.active)
+                    origin.encodings.append(self.headers.get("Accept-Encoding", ""))
+                try:
+                    origin.gate.wait(0.3)  # hold the request open a while so overlapping fetches would show
+                    self.send_response(200)
+                    self.send_header("Content-Length", "4")
+                    self.end_headers()
+                    self.wfile.write(b"RIFF")
+                finally:
+                    with origin.lock:
+                        origin.active -= 1
+
+        return Handler
+
+
+def test_concurrent_fetches_are_capped():
+    from concurrent.futures import ThreadPoolExecutor
+
+    origin = CountingOrigin()
+    with LoopbackHTTPServer(origin.handler()) as server:
+        guard = GuardedFetcher(max_bytes=1000, timeout_s=30.0, allow_http=True, allow_loopback=True,
+                               resolver=stub_resolver, max_concurrent=2)
+        start = threading.Barrier(6)
+
+        def one(_):
+            start.wait()
+            return guard.fetch(f"http://voice.test:{server.port}/x")
+
+        with ThreadPoolExecutor(6) as pool:
+            bodies = list(pool.map(one, range(6)))
+    assert bodies == [b"RIFF"] * 6
+    assert origin.most <= 2 and len(origin.encodings) == 6
+    assert set(origin.encodings) == {"identity"}  # no compressed body to inflate past the byte cap
+
+
+def test_fetch_slots_come_from_the_setting(monkeypatch):
+    from higgs_worker import settings as settings_module
+
+    monkeypatch.setenv("MAX_CONCURRENT_FETCHES", "3")
+    settings_module.reset_settings()
+    try:
+        assert GuardedFetcher(max_bytes=10).max_concurrent == 3
+    finally:
+        settings_module.reset_settings()
