@@ -67,3 +67,38 @@ def test_a_transcript_with_nothing_to_speak_names_the_field(transcript):
 def test_scene_and_reference_transcript_lose_invisible_characters():
     req = parse(transcript="hi", scene_prompt="A quiet\x00 room\u200b.", ref_audio="alto", ref_text="ignored\x07")
     assert req.scene_prompt == "A quiet room."
+
+
+def test_speaker_descriptions_one_string_or_per_speaker(env):
+    assert parse(transcript="hi", speaker_descriptions="a calm  old\x00 man").speaker_descriptions == {
+        "SPEAKER0": "a calm old man"}
+    got = parse(transcript="hi", speaker_descriptions={"SPEAKER1": "deep", "SPEAKER0": "warm"})
+    assert got.speaker_descriptions == {"SPEAKER1": "deep", "SPEAKER0": "warm"}
+
+
+@pytest.mark.parametrize(("value", "needle"), [({"speaker0": "x"}, "SPEAKER0 to SPEAKER7"),
+                                               ({"SPEAKER8": "x"}, "MAX_SPEAKERS"),
+                                               ({"SPEAKER0": " \u200b "}, "non-empty"),
+                                               ({"SPEAKER0": "x" * 5000}, "MAX_SCENE_CHARS"),
+                                               ([], "description string")])
+def test_bad_speaker_descriptions_name_the_field(env, value, needle):
+    with pytest.raises(RequestError) as err:
+        parse(transcript="hi", speaker_descriptions=value)
+    assert err.value.field == "speaker_descriptions" and needle in err.value.message
+
+
+def test_absent_scene_is_default_and_empty_scene_is_none(env):
+    assert parse(transcript="hi").scene_prompt is None
+    assert parse(transcript="hi", scene_prompt="").scene_prompt == ""
+    from higgs_worker.schema import OpenAISpeech
+
+    body = {"model": "tts-1", "input": "hi", "voice": "default"}
+    assert OpenAISpeech(**body, instructions="").to_request().scene_prompt == ""
+    assert OpenAISpeech(**body).to_request().scene_prompt is None
+
+
+def test_voice_names_are_matched_whole(env):
+    from higgs_worker.schema import VOICE_NAME, is_voice_names
+
+    assert VOICE_NAME.fullmatch("tenor") and VOICE_NAME.fullmatch("tenor\n") is None
+    assert is_voice_names("alto, tenor") and not is_voice_names("alto, te nor") and not is_voice_names("a/b")

@@ -16,10 +16,11 @@ from . import text
 from .settings import get_settings
 
 AudioFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
-ChunkMethod = Literal["word", "speaker"]
+ChunkMethod = Literal["auto", "sentence", "word", "speaker", "none"]
 
 #: A preset or uploaded voice name.
-VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")  # always matched whole (fullmatch)
+_SPEAKER_KEY = re.compile(r"SPEAKER(\d{1,3})")
 
 
 #: Error locations reported under an alias, and the field name users are told instead.
@@ -59,7 +60,8 @@ class SpeechRequest(BaseModel):
     transcript: str = Field(..., alias="text", description="Text to speak; `[SPEAKER0]`/`[SPEAKER1]` tags for dialogue.")
     ref_audio: str | None = Field(None, description="Voice: preset name(s) (`belinda` or `belinda,broom_salesman`), base64 audio, or an https URL when enabled (with `ref_text`).")
     ref_text: str | None = Field(None, description="Transcript of base64 `ref_audio`.")
-    scene_prompt: str | None = Field(None, description="Scene description placed in the system turn.")
+    scene_prompt: str | None = Field(None, description="Scene description placed in the system turn; absent: "
+                                                       "`Audio is recorded from a quiet room.`; empty: none.")
     temperature: float = Field(0.3, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")
     top_k: int = Field(50, ge=0, le=1024, description="Top-k sampling; 0 disables it.")
@@ -67,9 +69,19 @@ class SpeechRequest(BaseModel):
     max_new_tokens: int = Field(2048, ge=1, description="Most audio frames generated per chunk (25 frames per second).")
     ras_win_len: int = Field(7, ge=0, le=64, description="Repetition-aware sampling window in frames; 0 disables it.")
     ras_win_max_num_repeat: int = Field(2, ge=1, le=64, description="Repeats within the window that trigger resampling.")
-    chunk_method: ChunkMethod | None = Field(None, description="Split long text by `word` count or `speaker` turn.")
-    chunk_max_word_num: int = Field(200, ge=1, le=2000, description="Words per chunk with `chunk_method=word`.")
-    chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `chunk_method=speaker`.")
+    speaker_descriptions: dict[str, str] | None = Field(
+        None, description="Voice design: a description per speaker (`{\"SPEAKER0\": \"feminine; warm; British "
+                          "accent\"}`, or one string for a single speaker), rendered into the scene as upstream's "
+                          "speaker profiles; with or without `ref_audio`.")
+    ref_audio_in_system_message: bool = Field(
+        False, description="Put the reference audio in the system turn's scene (`SPEAKERn: <audio>`) instead of "
+                           "user/assistant turns; implied by `speaker_descriptions`.")
+    chunk_method: ChunkMethod | None = Field(
+        "auto", description="How long text is split: `auto` (short text whole, long prose in whole sentences, long "
+                            "dialogue by turns), `sentence`, upstream's `word` and `speaker`, or `none` (also null).")
+    chunk_max_word_num: int = Field(200, ge=1, le=2000, description="Words per chunk (`word`, `sentence`; `auto` also "
+                                                                     "keeps a chunk within `max_new_tokens`); jieba words for Chinese.")
+    chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `speaker` (and long dialogue with `auto`).")
     generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
     format: AudioFormat = Field("wav", description="Output encoding.")
 
@@ -92,19 +104,46 @@ class SpeechRequest(BaseModel):
         limit = get_settings().max_text_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_TEXT_CHARS)")
-        if not text.normalize(value):
+        if not text.clean(value).strip():
             raise ValueError("has nothing to speak (only spaces, control or zero-width characters)")
         return value
 
     @field_validator("scene_prompt", "ref_text")
     @classmethod
-    def _short_text(cls, value: str | None) -> str | None:
+    def _short_text(cls, value: str | None, info) -> str | None:
         if value is None:
             return None
         limit = get_settings().max_scene_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_SCENE_CHARS)")
-        return text.clean(value).strip() or None
+        cleaned = text.clean(value).strip()
+        if info.field_name == "scene_prompt":
+            return cleaned  # "" is kept: an explicit empty scene means none, where absent means the default
+        return cleaned or None
+
+    @field_validator("speaker_descriptions", mode="before")
+    @classmethod
+    def _descriptions(cls, value: Any) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = {"SPEAKER0": value}
+        if not isinstance(value, dict) or not value:
+            raise ValueError("must be a description string or an object such as {\"SPEAKER0\": \"feminine; warm\"}")
+        settings = get_settings()
+        out: dict[str, str] = {}
+        for tag, description in value.items():
+            match = _SPEAKER_KEY.fullmatch(str(tag))
+            if match is None or int(match.group(1)) >= settings.max_speakers:
+                raise ValueError(f"keys must be SPEAKER0 to SPEAKER{settings.max_speakers - 1} (MAX_SPEAKERS); "
+                                 f"got {str(tag)[:40]!r}")
+            if not isinstance(description, str) or not text.clean(description).strip():
+                raise ValueError(f"{tag} needs a non-empty description")
+            if len(description) > settings.max_scene_chars:
+                raise ValueError(f"{tag} is {len(description)} characters; the limit is "
+                                 f"{settings.max_scene_chars} (MAX_SCENE_CHARS)")
+            out[f"SPEAKER{int(match.group(1))}"] = " ".join(text.clean(description).split())
+        return out
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -195,6 +234,8 @@ class OpenAISpeech(BaseModel):
     top_k: int | None = None
     max_new_tokens: int | None = None
     scene_prompt: str | None = None
+    speaker_descriptions: dict[str, str] | str | None = None
+    ref_audio_in_system_message: bool | None = None
     ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
     ref_text: str | None = None
     chunk_method: ChunkMethod | None = None
@@ -218,12 +259,13 @@ class OpenAISpeech(BaseModel):
         if self.ref_audio and self.voice not in DEFAULT_VOICES:
             raise RequestError("ref_audio", "give either a named `voice` or base64 `ref_audio`, not both")
         body: dict[str, Any] = {"transcript": self.input, "format": self.response_format}
-        body["scene_prompt"] = self.instructions or self.scene_prompt
+        body["scene_prompt"] = self.instructions if self.instructions is not None else self.scene_prompt
         body["ref_audio"] = self.ref_audio or (None if self.voice in DEFAULT_VOICES else self.voice)
         if self.ref_audio:
             body["ref_text"] = self.ref_text
         for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method", "chunk_max_word_num",
-                     "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat"):
+                     "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat",
+                     "speaker_descriptions", "ref_audio_in_system_message"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):
@@ -241,7 +283,7 @@ def is_url(value: str) -> bool:
 
 def is_voice_names(value: str) -> bool:
     """True when ``value`` is a comma-separated list of voice names rather than base64 audio."""
-    return all(VOICE_NAME.match(n) for n in voice_names(value)) and len(value) <= 64 * 9
+    return all(VOICE_NAME.fullmatch(n) for n in voice_names(value)) and len(value) <= 64 * 9
 
 
 @dataclass

@@ -5,6 +5,7 @@ These follow the official Higgs Audio V2 generation recipe, so the model sees te
 
 from __future__ import annotations
 
+import logging
 import re
 
 #: Full-width and typographic punctuation mapped to the ASCII the model was trained on.
@@ -17,7 +18,7 @@ _PUNCTUATION = {
 #: Sound-event tags written by users, and the markers the model knows them by.
 SOUND_EVENTS = (
     ("[laugh]", "<SE>[Laughter]</SE>"),
-    ("[humming start]", "<SE_s>[Humming]</SE_s>"),
+    ("[humming start]", "<SE>[Humming]</SE>"),  # sic: upstream marks the start of humming this way
     ("[humming end]", "<SE_e>[Humming]</SE_e>"),
     ("[music start]", "<SE_s>[Music]</SE_s>"),
     ("[music end]", "<SE_e>[Music]</SE_e>"),
@@ -72,9 +73,26 @@ def speaker_tags(text: str) -> list[str]:
 
 
 def is_mostly_cjk(text: str) -> bool:
-    """Chinese/Japanese text has no spaces between words; chunk it by characters instead."""
+    """Chinese/Japanese text has no spaces between words."""
     visible = [c for c in text if not c.isspace()]
     return bool(visible) and sum(bool(_CJK.match(c)) for c in visible) / len(visible) > 0.3
+
+
+def is_chinese(text: str) -> bool:
+    """Upstream's test for the word chunker: ``langid`` names the language of the whole text."""
+    if not _CJK.search(text):
+        return False  # no Han characters: not Chinese, and langid is not loaded for nothing
+    import langid
+
+    return langid.classify(text)[0] == "zh"
+
+
+def chinese_words(text: str) -> list[str]:
+    """Chinese words as ``jieba`` cuts them (precise mode, as upstream); joined with ``""`` they give the text."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return list(jieba.cut(text, cut_all=False))
 
 
 def split_by_speaker(text: str, max_turns: int = 1) -> list[str]:
@@ -97,14 +115,14 @@ def split_by_speaker(text: str, max_turns: int = 1) -> list[str]:
 
 
 def split_by_words(text: str, max_words: int = 200) -> list[str]:
-    """Paragraphs (blank-line separated) cut into runs of ``max_words`` words; CJK text by characters."""
+    """Upstream's ``word`` chunker: paragraphs (blank-line separated) cut into runs of ``max_words`` words,
+    counted as ``jieba`` words when ``langid`` finds the text Chinese, else as space-separated words."""
+    chinese = is_chinese(text)
     chunks: list[str] = []
     for paragraph in text.split("\n\n"):
-        if not paragraph.strip():
-            continue
-        if is_mostly_cjk(paragraph):
-            chars = paragraph.strip()
-            pieces = [chars[i:i + max_words] for i in range(0, len(chars), max_words)]
+        if chinese:
+            words = chinese_words(paragraph)
+            pieces = ["".join(words[i:i + max_words]) for i in range(0, len(words), max_words)]
         else:
             words = paragraph.split(" ")
             pieces = [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words)]
@@ -115,10 +133,142 @@ def split_by_words(text: str, max_words: int = 200) -> list[str]:
     return chunks
 
 
-def split_chunks(text: str, method: str | None, max_words: int = 200, max_turns: int = 1) -> list[str]:
-    """Split ``text`` as the request asks: whole (``None``), by ``word`` count or by ``speaker`` turn."""
-    if method is None:
+#: Words that end in a full stop without ending the sentence.
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st mt vs etc e.g i.e no fig vol approx dept est inc ltd co jan feb mar apr jun jul aug "
+    "sep sept oct nov dec".split())
+#: A sentence ends at ``.``, ``!`` or ``?`` (closing quotes, brackets and sound-event markers stay with it),
+#: before a space or, in Chinese/Japanese text, before the next character.
+_SENTENCE_END = re.compile(r"""[.!?]+(?:["'\])\]]|</SE>|</SE_e>)*(?:\s+|(?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]))""")
+_CLAUSE_END = re.compile(r"""[,;:]+["']*(?:\s+|(?=[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]))""")
+
+
+def _tokens(text: str) -> tuple[list[str], str]:
+    """The words of ``text`` and the string that joins them back: jieba words for CJK text, else spaces."""
+    if is_mostly_cjk(text):
+        return [w for w in chinese_words(text) if w.strip()], ""
+    return text.split(), " "
+
+
+def word_count(text: str) -> int:
+    return len(_tokens(text)[0])
+
+
+def _cut(text: str, pattern: re.Pattern[str], skip_abbreviations: bool = False) -> list[str]:
+    pieces, start = [], 0
+    for m in pattern.finditer(text):
+        if skip_abbreviations:
+            before = text[start:m.start()].split()
+            last = before[-1].lower().rstrip(".") if before else ""
+            if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):  # "Dr. No", "J. R. R. Tolkien"
+                continue
+            if text[m.end():m.end() + 1].islower():  # '"Where?" asked the chair': the sentence goes on
+                continue
+        pieces.append(text[start:m.end()].strip())
+        start = m.end()
+    pieces.append(text[start:].strip())
+    return [p for p in pieces if p]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, line by line (a line break always ends one)."""
+    return [s for line in text.split("\n") for s in _cut(line, _SENTENCE_END, skip_abbreviations=True)]
+
+
+def _pack(pieces: list[str], max_words: int, joiner: str) -> list[str]:
+    """Consecutive pieces joined while the total stays within ``max_words``."""
+    chunks: list[str] = []
+    current: list[str] = []
+    count = 0
+    for piece in pieces:
+        n = word_count(piece)
+        if current and count + n > max_words:
+            chunks.append(joiner.join(current))
+            current, count = [], 0
+        current.append(piece)
+        count += n
+    if current:
+        chunks.append(joiner.join(current))
+    return chunks
+
+
+def _fit(sentence: str, max_words: int) -> list[str]:
+    """A sentence within the budget as it is; a longer one cut at clauses, and a clause still too long at words."""
+    if word_count(sentence) <= max_words:
+        return [sentence]
+    joiner = "" if is_mostly_cjk(sentence) else " "
+    pieces: list[str] = []
+    for clause in _cut(sentence, _CLAUSE_END):
+        words, glue = _tokens(clause)
+        if len(words) <= max_words:
+            pieces.append(clause)
+        else:
+            pieces.extend(glue.join(words[i:i + max_words]) for i in range(0, len(words), max_words))
+    return _pack(pieces, max_words, joiner)
+
+
+def split_by_sentences(text: str, max_words: int = 200) -> list[str]:
+    """Whole sentences packed into chunks of at most ``max_words`` words (jieba words for Chinese); a sentence
+    longer than that is cut at clause boundaries, then at word boundaries. Never cuts inside a word."""
+    pieces = [piece for sentence in split_sentences(text) for piece in _fit(sentence, max_words)]
+    joiner = "" if is_mostly_cjk(text) else " "
+    return _pack(pieces, max_words, joiner)
+
+
+def _split_dialogue(text: str, max_words: int, max_turns: int) -> list[str]:
+    """Speaker turns, ``max_turns`` to a chunk within the word budget; a long turn is cut into sentence packs,
+    each keeping its speaker tag so the model knows who speaks."""
+    pieces: list[str] = []
+    for turn in split_by_speaker(text, 1):
+        tag = _SPEAKER_TAG.match(turn)
+        if tag is None or word_count(turn) <= max_words:
+            pieces.append(turn)
+            continue
+        body = turn[tag.end():].strip()
+        pieces.extend(f"[{tag.group(1)}] {part}" for part in split_by_sentences(body, max_words))
+    chunks: list[str] = []
+    current: list[str] = []
+    count = 0
+    for piece in pieces:
+        n = word_count(piece)
+        if current and (len(current) >= max_turns or count + n > max_words):
+            chunks.append("\n".join(current))
+            current, count = [], 0
+        current.append(piece)
+        count += n
+    if current:
+        chunks.append("\n".join(current))
+    return chunks
+
+
+def is_dialogue(text: str) -> bool:
+    return any(_SPEAKER_TAG.match(line.strip()) for line in text.split("\n"))
+
+
+def auto_word_budget(max_new_tokens: int, max_words: int, frames_per_word: int = 16) -> int:
+    """Words per chunk that fit in ``max_new_tokens`` frames even for slow speech (16 frames, 0.64 s, a word),
+    and never more than the request's ``chunk_max_word_num``."""
+    return max(8, min(max_words, max_new_tokens // frames_per_word))
+
+
+def split_auto(text: str, max_words: int, max_turns: int = 1) -> list[str]:
+    """Short text as one chunk; longer dialogue by speaker turns; longer prose as packed whole sentences."""
+    if word_count(text) <= max_words:
         return [text]
+    if is_dialogue(text):
+        return _split_dialogue(text, max_words, max_turns)
+    return split_by_sentences(text, max_words)
+
+
+def split_chunks(text: str, method: str | None, max_words: int = 200, max_turns: int = 1) -> list[str]:
+    """Split ``text`` as the request asks: whole (``none``/``None``), ``auto``, by ``sentence``, by ``word`` count
+    or by ``speaker`` turn. ``max_words`` is the budget as given (``auto`` callers pass :func:`auto_word_budget`)."""
+    if method is None or method == "none":
+        return [text]
+    if method == "auto":
+        return split_auto(text, max_words, max_turns)
+    if method == "sentence":
+        return split_by_sentences(text, max_words)
     if method == "speaker":
         return split_by_speaker(text, max_turns)
     if method == "word":
