@@ -119,3 +119,27 @@ def s3():
     server.client().create_bucket(Bucket="audio-out")
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def spy(service, monkeypatch):
+    """Record every prompt the service hands the (real) engine: ``[prompt, seed, job or its Generation]``."""
+    engine = service.engine
+    calls = []
+    real_start, real_finish = engine.start, engine.finish
+
+    def start(prompt, sampling, seed, cancel=None, on_frame=None):
+        job = real_start(prompt, sampling, seed, cancel, on_frame)
+        calls.append([prompt, seed, job])
+        return job
+
+    def finish(job):
+        result = real_finish(job)
+        for call in calls:
+            if call[2] is job:
+                call[2] = result
+        return result
+
+    monkeypatch.setattr(engine, "start", start)
+    monkeypatch.setattr(engine, "finish", finish)
+    return calls

@@ -15,6 +15,8 @@ import torch
 from .codes import with_delay
 
 DEFAULT_SYSTEM = "Generate audio following instruction."
+#: The scene upstream's generation example and the transformers documentation use when none is given.
+DEFAULT_SCENE = "Audio is recorded from a quiet room."
 MULTISPEAKER_SYSTEM = (
     "You are an AI assistant designed to convert text into speech.\n"
     "If the user's message includes a [SPEAKER*] tag, do not read out the tag and generate speech for the "
@@ -43,48 +45,79 @@ class Prompt:
     """Everything the model is conditioned on for one generation."""
 
     text: str
-    system: str = DEFAULT_SYSTEM
+    system: str | None = DEFAULT_SYSTEM  # None: no system turn at all (upstream, with voices and no scene)
     scene: str | None = None
     turns: list[AudioTurn] = field(default_factory=list)
+    system_audio: list[torch.Tensor] = field(default_factory=list)  # codes for ``<|AUDIO_OUT|>`` in the scene
 
     def render(self) -> tuple[str, list[torch.Tensor]]:
-        """The prompt string (one ``<|AUDIO_OUT|>`` per audio turn) and the audio codes in order."""
-        parts = [BOS, _HEADER.format(role="system"), self.system.strip()]
-        if self.scene:
-            parts += ["\n\n<|scene_desc_start|>\n", self.scene.strip(), "\n<|scene_desc_end|>"]
-        parts.append(_EOT)
+        """The prompt string (one ``<|AUDIO_OUT|>`` per audio) and the audio codes in order."""
+        parts = [BOS]
+        if self.system is not None:
+            parts += [_HEADER.format(role="system"), self.system.strip()]
+            if self.scene:
+                parts += ["\n\n<|scene_desc_start|>\n", self.scene.strip(), "\n<|scene_desc_end|>"]
+            parts.append(_EOT)
         for turn in self.turns:
             parts += [_HEADER.format(role="user"), turn.text.strip(), _EOT,
                       _HEADER.format(role="assistant"), _AUDIO_TURN, _EOT]
         parts += [_HEADER.format(role="user"), self.text.strip(), _EOT, GENERATION_PROMPT]
-        return "".join(parts), [t.codes for t in self.turns]
+        return "".join(parts), [*self.system_audio, *(t.codes for t in self.turns)]
 
 
 @dataclass
 class Context:
     """The part of the prompt shared by every chunk of one request: system, scene and reference turns."""
 
-    system: str
+    system: str | None
     scene: str | None
     references: list[AudioTurn]
+    system_audio: list[torch.Tensor] = field(default_factory=list)
 
     def prompt(self, text: str, history: list[AudioTurn]) -> Prompt:
-        return Prompt(text=text, system=self.system, scene=self.scene, turns=[*self.references, *history])
+        return Prompt(text=text, system=self.system, scene=self.scene, turns=[*self.references, *history],
+                      system_audio=list(self.system_audio))
 
 
-def build_context(scene: str | None, references: list[AudioTurn], speakers: list[str]) -> Context:
-    """The upstream rules for the shared context.
+def resolve_scene(scene: str | None) -> str | None:
+    """No scene given: :data:`DEFAULT_SCENE`; an explicit empty scene: none."""
+    if scene is None:
+        return DEFAULT_SCENE
+    return scene.strip() or None
 
-    * With reference voices: the default system turn, the scene if any, one user/assistant pair per voice
-      (its transcript tagged ``[SPEAKERn]`` when there are several voices).
+
+def build_context(scene: str | None, references: list[AudioTurn], speakers: list[str],
+                  descriptions: dict[str, str] | None = None, references_in_system: bool = False) -> Context:
+    """The upstream rules for the shared context (``examples/generation.py``, ``prepare_generation_context``).
+
+    ``scene`` is used as given (see :func:`resolve_scene` for the default). ``descriptions`` maps ``SPEAKERn`` to a
+    voice description; ``references_in_system`` puts the reference audio in the scene instead of in turns.
+
+    * Descriptions, or references in the system turn: the default system turn, whose scene block holds the scene
+      and then one ``SPEAKERn: <description>`` line per speaker (a reference's audio in place of its description).
+    * With reference voices: one user/assistant pair per voice (its transcript tagged ``[SPEAKERn]`` when there
+      are several), after a system turn only when there is a scene.
     * Dialogue (several ``[SPEAKERn]`` tags) without voices: a system turn telling the model not to read the
       tags, and a scene that alternates feminine and masculine speakers.
     * Otherwise the default system turn and the scene.
     """
+    if descriptions or (references_in_system and references):
+        descriptions = descriptions or {}
+        count = max([len(references)] + [int(tag[7:]) + 1 for tag in descriptions])
+        lines, audio = [], []
+        for i in range(count):
+            tag = f"SPEAKER{i}"
+            if tag in descriptions:
+                lines.append(f"{tag}: {descriptions[tag].strip()}")
+            elif i < len(references):
+                lines.append(f"{tag}: {_AUDIO_TURN}")
+                audio.append(references[i].codes)
+        block = "\n".join(lines)
+        return Context(DEFAULT_SYSTEM, f"{scene}\n\n{block}" if scene else block, [], audio)
     if references:
         if len(references) > 1:
             references = [AudioTurn(f"[SPEAKER{i}] {r.text}", r.codes) for i, r in enumerate(references)]
-        return Context(DEFAULT_SYSTEM, scene, references)
+        return Context(DEFAULT_SYSTEM if scene else None, scene, references)
     if len(speakers) > 1:
         voices = "\n".join(f"{tag}: {'feminine' if i % 2 == 0 else 'masculine'}" for i, tag in enumerate(speakers))
         return Context(MULTISPEAKER_SYSTEM, "\n\n".join([s for s in (scene, voices) if s]), [])
