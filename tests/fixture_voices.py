@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import numpy as np
 import soundfile as sf
+
+from higgs_worker.demo import speech_like
 
 
 @dataclass(frozen=True)
@@ -35,25 +36,6 @@ VOICES: dict[str, FixtureVoice] = {v.name: v for v in (
                  "Brooms for sale, fine brooms, sweep your troubles away."),
     FixtureVoice("bass", 48000, 2, "FLOAT", 1.5, 95.0, "Slowly, the river found its way to the sea."),
 )}
-
-
-def speech_like(seconds: float, rate: int, pitch_hz: float, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """A voiced signal with a gliding pitch, harmonics, syllable envelope and breath noise, in [-1, 1].
-
-    Shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise, each channel slightly different as a
-    real stereo recording is.
-    """
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * rate))) / rate
-    pitch = pitch_hz * (1 + 0.08 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
-    syllables = np.clip(np.sin(2 * np.pi * 3.1 * t), 0, None) ** 0.6
-    mono = 0.25 * voiced * syllables + 0.01 * rng.standard_normal(len(t))
-    if channels == 1:
-        return mono.astype(np.float32)
-    cols = [np.roll(mono, 7 * c) * (1 - 0.1 * c) for c in range(channels)]
-    return np.stack(cols, axis=1).astype(np.float32)
 
 
 def write_voices(folder: Path, names: list[str] | None = None) -> Path:

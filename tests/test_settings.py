@@ -1,17 +1,23 @@
 from pathlib import Path
 
+from higgs_worker import settings as settings_module
 from higgs_worker.settings import Settings, settings_table
 
 
-def test_defaults_and_derived_paths(monkeypatch):
+def test_defaults_and_derived_paths(monkeypatch, tmp_path):
     for name in ("VOLUME_ROOT", "MODEL_PATH", "TOKENIZER_PATH", "VOICES_DIR", "HIGGS_DEMO", "PORT", "LOG_DIR"):
         monkeypatch.delenv(name, raising=False)
+    volume = tmp_path / "runpod-volume"
+    volume.mkdir()
+    (tmp_path / "app").mkdir()
+    monkeypatch.setattr(settings_module, "RUNPOD_VOLUME", volume)  # as on a RunPod worker with a volume
+    monkeypatch.setattr(settings_module, "APP_LOGS", tmp_path / "app" / "logs")
     s = Settings()
-    assert s.volume_root == Path("/runpod-volume")
-    assert s.model_path == Path("/runpod-volume/models/higgs-audio-v2-generation-3B-base")
-    assert s.tokenizer_path == Path("/runpod-volume/models/higgs-audio-v2-tokenizer")
-    assert s.voices_dir == Path("/runpod-volume/voices")
-    assert (s.port, s.log_dir, s.device, s.dtype) == (8080, Path("/app/logs"), "auto", "auto")
+    assert s.volume_root == volume
+    assert s.model_path == volume / "models/higgs-audio-v2-generation-3B-base"
+    assert s.tokenizer_path == volume / "models/higgs-audio-v2-tokenizer"
+    assert s.voices_dir == volume / "voices"
+    assert (s.port, s.log_dir, s.device, s.dtype) == (8080, tmp_path / "app" / "logs", "auto", "auto")
 
 
 def test_environment_overrides(monkeypatch):

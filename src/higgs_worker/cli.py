@@ -34,6 +34,7 @@ def _synth(args: argparse.Namespace) -> int:
             body["scene_prompt" if key == "scene" else key] = value
     if args.voice:
         body["ref_audio"] = args.voice
+    _start_log(get_settings())
     try:
         request = SpeechRequest.parse(body)
         result = SpeechService(get_settings()).synthesize(request)
@@ -48,6 +49,36 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt(args: argparse.Namespace) -> int:
+    from .prompt_view import format_text, inspect
+    from .service import SpeechService
+    from .settings import get_settings
+
+    body: dict = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text("utf-8")}
+    for key in ("scene", "max_new_tokens", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns",
+                "generation_chunk_buffer_size"):
+        value = getattr(args, key)
+        if value is not None:
+            body["scene_prompt" if key == "scene" else key] = value
+    if args.voice:
+        body["ref_audio"] = args.voice
+    if args.speaker_descriptions:
+        try:
+            body["speaker_descriptions"] = json.loads(args.speaker_descriptions)
+        except ValueError:
+            body["speaker_descriptions"] = args.speaker_descriptions  # one plain description
+    if args.ref_in_system:
+        body["ref_audio_in_system_message"] = True
+    try:
+        prompts = inspect(SpeechService(get_settings()), SpeechRequest.parse(body))
+    except RequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps([p.as_dict() for p in prompts], indent=2, ensure_ascii=False) if args.json
+          else format_text(prompts))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -57,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
+    _start_log(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     logging.getLogger(__name__).info("serving on http://%s:%d (model %s)", host, port, settings.model_path)
@@ -71,6 +103,7 @@ def _handler(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
+    _start_log(settings)
     sys.argv = [sys.argv[0], *args.runpod_args]  # --rp_serve_api, --rp_api_port, ... are the SDK's
     start(settings)
     return 0
@@ -108,10 +141,30 @@ def _fetch_voices(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    from .settings import settings_table
+    from .settings import Settings, get_settings, settings_table
 
-    print(settings_table())
+    if args.markdown:
+        print(settings_table())
+        return 0
+    settings = get_settings()
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        shown = "***" if value is not None and "secret" in type(value).__name__.lower() else value
+        print(f"{name.upper()}={'' if shown is None else shown}")
+    print(f"# VOLUME_ROOT: {settings.volume_root_reason}")
     return 0
+
+
+def _start_log(settings) -> None:
+    """Once at start: where this process keeps its files, and the demo's voices."""
+    log = logging.getLogger("higgs_worker")
+    log.info("volume root %s (%s); models in %s; voices in %s; logs in %s", settings.volume_root,
+             settings.volume_root_reason, settings.model_path.parent, settings.voices_dir, settings.log_dir)
+    if settings.higgs_demo:
+        from .demo import ensure_demo_voices
+
+        names = [n.strip() for n in settings.voice_presets.split(",") if n.strip()]
+        ensure_demo_voices(settings.voices_dir, names, settings.voice_presets_url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,10 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", dest="top_p", type=float)
     p.add_argument("--top-k", dest="top_k", type=int)
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
-    p.add_argument("--chunk-method", dest="chunk_method", choices=["word", "speaker"])
+    p.add_argument("--chunk-method", dest="chunk_method", choices=["auto", "sentence", "word", "speaker", "none"])
     p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"])
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("prompt", help="print each chunk and the exact prompt the model gets for it (no model needed)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text")
+    src.add_argument("--text-file")
+    p.add_argument("--voice", help="preset name(s), comma-separated for [SPEAKERn] dialogue")
+    p.add_argument("--scene", help="scene description ('' for none; absent: the default scene)")
+    p.add_argument("--speaker-descriptions", help='one description, or JSON such as {"SPEAKER0": "warm"}')
+    p.add_argument("--ref-in-system", action="store_true", help="reference audio in the system turn")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    p.add_argument("--chunk-method", dest="chunk_method", choices=["auto", "sentence", "word", "speaker", "none"])
+    p.add_argument("--chunk-max-word-num", dest="chunk_max_word_num", type=int)
+    p.add_argument("--chunk-max-num-turns", dest="chunk_max_num_turns", type=int)
+    p.add_argument("--buffer", dest="generation_chunk_buffer_size", type=int, help="previous chunks fed back")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_prompt)
 
     p = sub.add_parser("serve", help="run the HTTP server (RunPod-compatible and OpenAI-compatible routes)")
     p.add_argument("--host")
@@ -156,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-voices", help="install the pinned upstream voice presets into VOICES_DIR")
     p.set_defaults(func=_fetch_voices)
 
-    p = sub.add_parser("settings", help="print the configuration table (Markdown)")
+    p = sub.add_parser("settings", help="print the effective configuration (or, with --markdown, the table of all "
+                                        "variables)")
+    p.add_argument("--markdown", action="store_true", help="the README's configuration table")
     p.set_defaults(func=_settings)
     return parser
 
