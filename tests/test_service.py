@@ -146,3 +146,36 @@ def test_text_is_planned_once_per_request(service, monkeypatch):
     service.check(req)
     service.synthesize(req)
     assert calls == ["Planned once."]
+
+
+def test_job_errors_are_written_for_users_and_details_go_to_the_log(service, monkeypatch, caplog):
+    import logging
+
+    from higgs_worker.engine import EngineHolder, ModelLoadError
+
+    assert service.run_job({"transcript": "x", "temperature": -1})["error"].startswith("temperature:")
+    real_synthesize = service.synthesize
+    monkeypatch.setattr(service, "synthesize", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("[Errno 5] /var/lib/secret/weights.safetensors: input/output error")))
+    with caplog.at_level(logging.ERROR, logger="higgs_worker.service"):
+        error = service.run_job({"transcript": "Hello."}, job_id="job-1")["error"]
+    assert "secret" not in error and "OSError" not in error and error.startswith("internal error (error id ")
+    ref = error.split("error id ")[1].split(";")[0]
+    logged = [r for r in caplog.records if ref in r.getMessage()]
+    assert logged and "/var/lib/secret" in logged[0].getMessage() and "job-1" in logged[0].getMessage()
+
+    broken = ModelLoadError("MODEL_PATH folder /mnt/volume/models/x lacks config.json")
+    service.holder = EngineHolder(lambda: (_ for _ in ()).throw(broken))
+    monkeypatch.setattr(service, "synthesize", real_synthesize)
+    first = service.run_job({"transcript": "Hello."})["error"]
+    second = service.run_job({"transcript": "Hello again."})["error"]
+    assert first == second  # a remembered load failure keeps its one id
+    assert first.startswith("model unavailable: the model failed to load (error id ") and "/mnt" not in first
+
+
+def test_a_parsed_job_runs_as_given(service):
+    parsed = service.parse_job({"transcript": "Parsed once.", "max_new_tokens": 16, "seed": 5})
+    out = service.run_job(parsed)
+    assert out["audio_base64"] and out["seed"] == 5
+    with pytest.raises(RequestError, match="bogus: unknown field"):
+        service.parse_job({"transcript": "x", "bogus": "y" * 1000})

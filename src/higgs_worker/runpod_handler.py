@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .engine import Cancelled
-from .service import SpeechService
+from .service import SpeechService, public_error
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,8 @@ def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = N
             raise
         except Cancelled:
             return {"error": "cancelled"}
-        except Exception as exc:  # noqa: BLE001 - report, keep serving
-            log.exception("job %s failed", job.get("id"))
-            return {"error": f"internal error: {exc.__class__.__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - report (detail to the log, an id to the caller), keep serving
+            return {"error": public_error(exc, f"job {job.get('id')}")}
 
     return handler
 
@@ -64,8 +63,7 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
             except Cancelled:
                 result = {"error": "cancelled"}
             except Exception as exc:  # noqa: BLE001
-                log.exception("job %s failed", job.get("id"))
-                result = {"error": f"internal error: {exc.__class__.__name__}: {exc}"}
+                result = {"error": public_error(exc, f"job {job.get('id')}")}
             loop.call_soon_threadsafe(queue.put_nowait, result)
             loop.call_soon_threadsafe(queue.put_nowait, end)
 

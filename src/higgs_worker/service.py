@@ -25,12 +25,36 @@ from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, 
 from .engine.scheduler import Job
 from .engine.streaming import StreamDecoder, stream_job
 from .safe_fetch import GuardedFetcher
-from .schema import JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
+from .schema import EngineError, JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
 from .settings import Settings
 from .storage import Storage, StorageError
 from .voices import VoiceLibrary
 
 log = logging.getLogger(__name__)
+
+
+def public_error(exc: BaseException, context: str = "") -> str:
+    """What a caller may be told about ``exc``.
+
+    Refusals written for users (the field and the limit) pass as they are; anything else (a model that failed to
+    load, a bug) becomes a generic reason with a short error id, and the full detail, which may name files or
+    internals, goes to the log once under that id.
+    """
+    if isinstance(exc, RequestError | StorageError):
+        return str(exc)
+    if isinstance(exc, EngineError) and isinstance(exc.__cause__, MemoryError):
+        return str(exc)  # "out of accelerator memory even alone ...; shorten the text": written for users
+    ref = getattr(exc, "_public_error_id", None)
+    if ref is None:
+        ref = secrets.token_hex(4)
+        try:
+            exc._public_error_id = ref  # a remembered load failure keeps one id however often it is reported
+        except AttributeError:
+            pass
+        log.error("error %s%s: %s: %s", ref, f" ({context})" if context else "", exc.__class__.__name__, exc,
+                  exc_info=exc)
+    reason = "model unavailable: the model failed to load" if isinstance(exc, ModelLoadError) else "internal error"
+    return f"{reason} (error id {ref}; details are in the server log)"
 
 
 
@@ -196,25 +220,30 @@ class SpeechService:
             self._storage = Storage(self.settings)
         return self._storage
 
+    def parse_job(self, job_input: Any) -> JobRequest:
+        """Validate a job input before it is queued, so a bad one is refused without being kept."""
+        return JobRequest.parse(job_input)
+
     def run_job(self, job_input: Any, cancel: threading.Event | None = None,
                 emit: Callable[[dict[str, Any]], None] | None = None, job_id: str | None = None,
                 queued_s: float | None = None) -> dict[str, Any]:
-        """A RunPod-style job: input dict in, output dict out; ``{"error": "..."}`` for anything refused.
+        """A RunPod-style job: input dict (or a parsed :class:`JobRequest`) in, output dict out;
+        ``{"error": "..."}`` for anything refused or failed, in words a caller may see (:func:`public_error`).
 
-        :class:`Cancelled` propagates so the caller can record the job as cancelled.
+        :class:`Cancelled`, and any error once ``cancel`` is set, propagate so the caller can record why it stopped.
         """
         try:
-            request = JobRequest.parse(job_input)
+            request = job_input if isinstance(job_input, JobRequest) else JobRequest.parse(job_input)
             if request.stream and emit is not None:
                 output = self._run_streamed(request, cancel, emit)
             else:
                 output = self.deliver(self.synthesize(request, cancel), request, job_id)
-        except RequestError as exc:
-            return {"error": str(exc)}
-        except ModelLoadError as exc:
-            return {"error": f"model unavailable: {exc}"}
-        except StorageError as exc:
-            return {"error": str(exc)}
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a job answers with an error, never a crash
+            if cancel is not None and cancel.is_set():
+                raise
+            return {"error": public_error(exc, f"job {job_id}" if job_id else "")}
         if queued_s is not None:
             output.setdefault("timings", {})["queue"] = round(queued_s, 4)
         return output
