@@ -1,19 +1,30 @@
 """The local job store behind ``/run``, ``/runsync``, ``/status``, ``/stream``, ``/cancel`` and ``/purge-queue``.
 
 In memory, like a RunPod worker's own view: every accepted job reaches a final state (COMPLETED, FAILED,
-CANCELLED or TIMED_OUT) and is kept for ``JOB_RETENTION_S`` after it ends, then forgotten. Jobs run on a
-thread pool; the work function gets the job (input, cancel event, id) and a callback for stream pieces.
+CANCELLED or TIMED_OUT). Jobs run on a thread pool; the work function gets the job (input, cancel event, id) and a
+callback for stream pieces.
+
+Memory stays bounded whatever callers send: a job's input is dropped the moment it ends; finished jobs are kept
+for ``JOB_RETENTION_S`` but at most ``JOB_RETAIN_MAX`` of them and ``JOB_RETAIN_BYTES`` of their outputs, the
+oldest forgotten first; stream pieces are dropped once ``/stream`` has handed them out, and at most
+``STREAM_BUFFER_PIECES`` wait unread (the job pauses, and is stopped when nobody reads for
+``STREAM_STALL_TIMEOUT_S``). Finished jobs are tracked in finish order with a running byte total, so pruning
+touches only the jobs it forgets.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 IN_QUEUE = "IN_QUEUE"
 IN_PROGRESS = "IN_PROGRESS"
@@ -23,6 +34,9 @@ CANCELLED = "CANCELLED"
 TIMED_OUT = "TIMED_OUT"
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
 
+#: Longest error text a finished job keeps (an error may quote a caller's field name).
+MAX_ERROR_CHARS = 1000
+
 Work = Callable[["Job", Callable[[Any], None]], dict[str, Any]]
 
 
@@ -30,20 +44,28 @@ class QueueFull(RuntimeError):
     """No room for another job."""
 
 
-@dataclass
+class StreamStalled(RuntimeError):
+    """Nobody read a job's stream while its buffer was full for the stall timeout: the job is stopped."""
+
+
+@dataclass(eq=False)
 class Job:
     id: str
-    input: dict[str, Any]
+    input: Any  # dropped (None) once the job ends
     status: str = IN_QUEUE
     output: Any = None
     error: str | None = None
     created: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None
-    stream: list[Any] = field(default_factory=list)
+    stream: list[Any] = field(default_factory=list)  # pieces not yet handed out by /stream
     stream_sent: int = 0
+    stream_bytes: int = 0
+    last_read: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
+    stalled: bool = False
+    size: int = 0  # bytes counted against JOB_RETAIN_BYTES once finished
     done: threading.Event = field(default_factory=threading.Event)
 
     def view(self) -> dict[str, Any]:
@@ -60,19 +82,46 @@ class Job:
         return out
 
 
+def approx_size(value: Any) -> int:
+    """Rough bytes held by a JSON-like value: string and bytes lengths plus a little per container item."""
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, dict):
+        return 16 + sum(approx_size(k) + approx_size(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return 16 + sum(approx_size(v) for v in value)
+    return 8
+
+
+def _internal_error(exc: BaseException) -> str:
+    ref = uuid.uuid4().hex[:8]
+    log.error("job failed (error id %s)", ref, exc_info=exc)
+    return f"internal error (error id {ref}; details are in the server log)"
+
+
 class JobStore:
-    """Accepts jobs, runs them on ``workers`` threads, keeps them ``retention_s`` after they end."""
+    """Accepts jobs, runs them on ``workers`` threads, keeps finished ones within time, count and byte limits."""
 
     def __init__(self, work: Work, workers: int, retention_s: float, timeout_s: float,
-                 on_change: Callable[[], None] | None = None, max_open: int = 1_000_000) -> None:
+                 on_change: Callable[[], None] | None = None, max_open: int = 1_000_000,
+                 retain_max: int = 1000, retain_bytes: int = 256 * 1024 * 1024, stream_buffer: int = 16,
+                 stall_s: float = 30.0, describe_error: Callable[[BaseException], str] = _internal_error) -> None:
         self.max_open = max_open
         self._work = work
         self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
+        self._open: dict[str, Job] = {}  # queued or running
+        self._finished: OrderedDict[str, Job] = OrderedDict()  # in finish order, oldest first
+        self._finished_bytes = 0
+        self._cond = threading.Condition()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self.workers = workers
         self.retention_s = retention_s
         self.timeout_s = timeout_s
+        self.retain_max = retain_max
+        self.retain_bytes = retain_bytes
+        self.stream_buffer = stream_buffer
+        self.stall_s = stall_s
+        self._describe_error = describe_error
         self.completed = 0
         self.failed = 0
         self._running = 0
@@ -81,23 +130,34 @@ class JobStore:
 
     # -- intake ---------------------------------------------------------------------------------------------
 
-    def submit(self, job_input: dict[str, Any]) -> Job:
+    def submit(self, job_input: Any) -> Job:
+        """Queue a job whose input has already been validated."""
         if not self._accepting:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
         job = Job(id=f"local-{uuid.uuid4()}", input=job_input)
-        with self._lock:
+        with self._cond:
             self._prune()
-            open_jobs = sum(1 for j in self._jobs.values() if j.status not in FINAL)
-            if open_jobs >= self.max_open:
-                raise QueueFull(f"{open_jobs} jobs are queued or running; the limit is {self.max_open} "
+            if len(self._open) >= self.max_open:
+                raise QueueFull(f"{len(self._open)} jobs are queued or running; the limit is {self.max_open} "
                                 "(MAX_CONCURRENT_JOBS)")
             self._jobs[job.id] = job
+            self._open[job.id] = job
         self._pool.submit(self._run, job)
         self._on_change()
         return job
 
+    def reject(self, error: str) -> Job:
+        """Record a job refused before queueing (bad input): FAILED at once with ``error``, no input kept."""
+        job = Job(id=f"local-{uuid.uuid4()}", input=None)
+        with self._cond:
+            self._prune()
+            self._jobs[job.id] = job
+            self._finish(job, FAILED, error=error)
+        self._on_change()
+        return job
+
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
+        with self._cond:
             self._prune()
             return self._jobs.get(job_id)
 
@@ -106,34 +166,43 @@ class JobStore:
         if job is None:
             return None
         job.cancel.set()
-        with self._lock:
+        with self._cond:
             if job.status == IN_QUEUE:
                 self._finish(job, CANCELLED)
+            self._cond.notify_all()  # a job paused on a full stream buffer sees the cancel at once
         return job
 
     def purge_queue(self) -> int:
         """Cancel every job not yet started; returns how many."""
-        with self._lock:
-            queued = [j for j in self._jobs.values() if j.status == IN_QUEUE]
+        with self._cond:
+            queued = [j for j in self._open.values() if j.status == IN_QUEUE]
             for job in queued:
                 job.cancel.set()
                 self._finish(job, CANCELLED)
+        if queued:
+            self._on_change()
         return len(queued)
 
     def take_stream(self, job: Job) -> list[Any]:
-        """Stream pieces not yet handed out (RunPod's ``/stream`` gives each piece once)."""
-        with self._lock:
-            pieces = job.stream[job.stream_sent:]
-            job.stream_sent = len(job.stream)
+        """Stream pieces not yet handed out; each piece is given once and then forgotten."""
+        with self._cond:
+            pieces, job.stream = job.stream, []
+            freed, job.stream_bytes = job.stream_bytes, 0
+            job.stream_sent += len(pieces)
+            job.last_read = time.monotonic()
+            if job.id in self._finished:
+                job.size -= freed
+                self._finished_bytes -= freed
+            self._cond.notify_all()
         return pieces
 
     # -- counts ---------------------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, dict[str, int]]:
-        with self._lock:
+        with self._cond:
             self._prune()
-            queued = sum(1 for j in self._jobs.values() if j.status == IN_QUEUE)
-            running = sum(1 for j in self._jobs.values() if j.status == IN_PROGRESS)
+            running = self._running
+            queued = len(self._open) - running
             return {
                 "jobs": {"completed": self.completed, "failed": self.failed, "inProgress": running,
                          "inQueue": queued, "retried": 0},
@@ -142,6 +211,12 @@ class JobStore:
 
     def queue_depth(self) -> int:
         return self.counts()["jobs"]["inQueue"]
+
+    def retained(self) -> tuple[int, int]:
+        """Finished jobs kept, and the bytes counted for them."""
+        with self._cond:
+            self._prune()
+            return len(self._finished), self._finished_bytes
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -152,11 +227,13 @@ class JobStore:
         self._pool.shutdown(wait=wait, cancel_futures=False)
 
     def _run(self, job: Job) -> None:
-        with self._lock:
+        with self._cond:
             if job.status != IN_QUEUE:
                 return
             job.status = IN_PROGRESS
             job.started = time.time()
+            job.last_read = time.monotonic()
+            self._running += 1
         self._on_change()
         timer = threading.Timer(self.timeout_s, self._time_out, args=(job,))
         timer.daemon = True
@@ -164,15 +241,19 @@ class JobStore:
         try:
             output = self._work(job, lambda piece: self._append(job, piece))
         except BaseException as exc:  # noqa: BLE001 - every job must end in a final state
-            with self._lock:
+            error = None if job.cancel.is_set() else self._describe_error(exc)
+            with self._cond:
                 if job.timed_out:
                     self._finish(job, TIMED_OUT, error=f"job ran past its {self.timeout_s:g} s limit (JOB_TIMEOUT_S)")
+                elif job.stalled:
+                    self._finish(job, FAILED, error=f"stream: no /stream call took the waiting audio for "
+                                                    f"{self.stall_s:g} s (STREAM_STALL_TIMEOUT_S); the job was stopped")
                 elif job.cancel.is_set():
                     self._finish(job, CANCELLED)
                 else:
-                    self._finish(job, FAILED, error=str(exc) or exc.__class__.__name__)
+                    self._finish(job, FAILED, error=error)
         else:
-            with self._lock:
+            with self._cond:
                 if isinstance(output, dict) and "error" in output:
                     self._finish(job, FAILED, error=str(output["error"]))
                 else:
@@ -184,25 +265,72 @@ class JobStore:
     def _time_out(self, job: Job) -> None:
         job.timed_out = True
         job.cancel.set()
+        with self._cond:
+            self._cond.notify_all()
 
     def _append(self, job: Job, piece: Any) -> None:
-        with self._lock:
+        """Add a stream piece; while ``stream_buffer`` pieces wait unread, pause the job until ``/stream`` takes
+        them, and stop it (:class:`StreamStalled`) when nobody has for ``stall_s``."""
+        size = approx_size(piece)
+        with self._cond:
+            full_since: float | None = None
+            while len(job.stream) >= self.stream_buffer:
+                if job.cancel.is_set():
+                    raise StreamStalled("the job was stopped while its stream waited")
+                now = time.monotonic()
+                full_since = full_since if full_since is not None else now
+                left = max(job.last_read, full_since) + self.stall_s - now
+                if left <= 0:
+                    job.stalled = True
+                    job.cancel.set()
+                    log.warning("job %s: %d stream pieces unread for %g s; stopping it (STREAM_STALL_TIMEOUT_S)",
+                                job.id, len(job.stream), self.stall_s)
+                    raise StreamStalled("nobody read the stream")
+                self._cond.wait(min(left, 0.5))
             job.stream.append(piece)
+            job.stream_bytes += size
 
     def _finish(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
+        """Move ``job`` to a final state (caller holds the lock); drop its input; count it for retention."""
         if job.status in FINAL:
             return
+        if job.status == IN_PROGRESS:
+            self._running -= 1
+        if error is not None and len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + "…"
         job.status = status
         job.output = output
         job.error = error
+        job.input = None
         job.ended = time.time()
+        self._open.pop(job.id, None)
         if status == COMPLETED:
             self.completed += 1
         elif status in (FAILED, TIMED_OUT):
             self.failed += 1
+        job.size = approx_size(output) + len(error or "") + job.stream_bytes
+        self._finished[job.id] = job
+        self._finished_bytes += job.size
+        self._evict()
         job.done.set()
+        self._cond.notify_all()
+
+    def _forget_oldest(self) -> None:
+        job_id, job = self._finished.popitem(last=False)
+        self._finished_bytes -= job.size
+        del self._jobs[job_id]
+
+    def _evict(self) -> None:
+        """Forget the oldest finished jobs while over the count or byte limit; the newest always stays."""
+        while len(self._finished) > 1 and (len(self._finished) > self.retain_max
+                                           or self._finished_bytes > self.retain_bytes):
+            self._forget_oldest()
 
     def _prune(self) -> None:
+        """Forget finished jobs past their retention time (the oldest are first in finish order)."""
         cutoff = time.time() - self.retention_s
-        for job_id in [j.id for j in self._jobs.values() if j.ended is not None and j.ended < cutoff]:
-            del self._jobs[job_id]
+        while self._finished:
+            oldest = next(iter(self._finished.values()))
+            if oldest.ended is not None and oldest.ended >= cutoff:
+                break
+            self._forget_oldest()

@@ -1,0 +1,190 @@
+"""The job store on its own (no model): inputs dropped at the end, retention caps, stream trimming and stalls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from higgs_worker.jobs import CANCELLED, COMPLETED, FAILED, JobStore
+from servers import wait_until
+
+
+def make_store(work, **kw) -> JobStore:
+    kw.setdefault("workers", 2)
+    kw.setdefault("retention_s", 3600)
+    kw.setdefault("timeout_s", 60)
+    return JobStore(work, **kw)
+
+
+def finished(store, job):
+    assert job.done.wait(30), job.status
+    return job
+
+
+def test_input_is_dropped_when_a_job_ends():
+    release = threading.Event()
+
+    def work(job, emit):
+        release.wait(30)
+        if job.input["ok"]:
+            return {"n": 1}
+        raise RuntimeError("boom")
+
+    store = make_store(work, workers=1)
+    good = store.submit({"ok": True, "big": "x" * 100_000})
+    bad = store.submit({"ok": False, "big": "y" * 100_000})
+    queued = store.submit({"ok": True, "big": "z" * 100_000})
+    assert good.input is not None
+    store.cancel(queued.id)
+    assert queued.status == CANCELLED and queued.input is None  # cancelled while queued: dropped at once
+    release.set()
+    assert finished(store, good).status == COMPLETED and good.input is None
+    assert finished(store, bad).status == FAILED and bad.input is None
+    store.shutdown()
+
+
+def test_rejected_input_is_failed_at_once_and_not_kept():
+    store = make_store(lambda job, emit: pytest.fail("a rejected job must not run"))
+    job = store.reject("bogus: unknown field")
+    assert job.status == FAILED and job.error == "bogus: unknown field" and job.input is None
+    assert store.get(job.id) is job and job.done.is_set()
+    assert store.counts()["jobs"]["inQueue"] == 0
+    huge = store.reject("f" * 50_000 + ": unknown field")
+    assert len(huge.error) <= 1001  # an error quoting a huge field name is cut short
+    store.shutdown()
+
+
+def test_finished_jobs_capped_by_count_oldest_first():
+    store = make_store(lambda job, emit: {"i": job.input}, retain_max=3)
+    jobs = [finished(store, store.submit(i)) for i in range(7)]
+    assert [store.get(j.id) is not None for j in jobs] == [False] * 4 + [True] * 3
+    assert store.retained()[0] == 3
+    store.shutdown()
+
+
+def test_finished_jobs_capped_by_bytes_oldest_first_newest_kept():
+    store = make_store(lambda job, emit: {"audio": "a" * job.input}, retain_bytes=25_000)
+    small = [finished(store, store.submit(10_000)) for _ in range(4)]
+    kept = [store.get(j.id) is not None for j in small]
+    assert kept == [False, False, True, True]
+    assert store.retained()[1] <= 25_000
+    big = finished(store, store.submit(60_000))  # over the cap alone: still kept, being the newest
+    assert store.get(big.id) is big and all(store.get(j.id) is None for j in small)
+    count, size = store.retained()
+    assert count == 1 and 60_000 <= size < 61_000
+    store.shutdown()
+
+
+def test_failed_jobs_count_only_their_error_not_their_input():
+    store = make_store(lambda job, emit: {"error": "transcript: must not be empty"}, retain_bytes=10_000)
+    jobs = [finished(store, store.submit({"junk": "j" * 1_000_000})) for _ in range(5)]
+    assert all(store.get(j.id) is not None for j in jobs)
+    assert store.retained()[1] < 1000
+    store.shutdown()
+
+
+def test_submit_and_lookups_never_scan_every_job():
+    store = make_store(lambda job, emit: {"ok": True}, retain_max=50)
+    for i in range(60):
+        finished(store, store.submit(i))
+
+    class NoScan(dict):
+        def _refuse(self, *a):
+            raise AssertionError("the store scanned every job")
+
+        __iter__ = values = items = keys = _refuse
+
+    store._jobs = NoScan(store._jobs)
+    job = finished(store, store.submit("one more"))
+    assert store.get(job.id) is job
+    assert store.counts()["jobs"]["completed"] == 61
+    store.take_stream(job)
+    store.shutdown()
+
+
+def test_stream_pieces_are_given_once_then_dropped():
+    go = threading.Event()
+
+    def work(job, emit):
+        for i in range(3):
+            emit({"chunk_index": i, "audio_base64": "p" * 1000})
+        go.wait(30)
+        emit({"chunk_index": 3, "audio_base64": "p" * 1000})
+        return {"stream_chunks": 4}
+
+    store = make_store(work)
+    job = store.submit({})
+    wait_until(lambda: len(job.stream) == 3, 30, "three pieces")
+    first = store.take_stream(job)
+    assert [p["chunk_index"] for p in first] == [0, 1, 2] and job.stream == [] and job.stream_bytes == 0
+    go.set()
+    finished(store, job)
+    assert store.retained()[1] > 1000  # the unread last piece counts against the byte cap
+    assert [p["chunk_index"] for p in store.take_stream(job)] == [3]
+    assert store.take_stream(job) == [] and store.retained()[1] < 1000
+    store.shutdown()
+
+
+def test_unread_stream_pauses_the_job_then_stops_it():
+    emitted = []
+
+    def work(job, emit):
+        for i in range(1000):
+            emit(i)
+            emitted.append(i)
+        return {"stream_chunks": 1000}
+
+    store = make_store(work, stream_buffer=4, stall_s=0.5)
+    job = finished(store, store.submit({}))
+    assert job.status == FAILED and "STREAM_STALL_TIMEOUT_S" in job.error
+    assert len(emitted) == 4 and len(job.stream) == 4  # the buffer bound held while nobody read
+    store.shutdown()
+
+
+def test_a_reader_keeps_a_stream_job_going_past_the_buffer():
+    def work(job, emit):
+        for i in range(40):
+            emit(i)
+        return {"stream_chunks": 40}
+
+    store = make_store(work, stream_buffer=2, stall_s=10)
+    job = store.submit({})
+    got: list[int] = []
+
+    def read():
+        got.extend(store.take_stream(job))
+        return job.done.is_set()
+
+    wait_until(read, 30, "the streamed job")
+    got.extend(store.take_stream(job))
+    assert job.status == COMPLETED and got == list(range(40))
+    store.shutdown()
+
+
+def test_cancel_reaches_a_job_paused_on_a_full_stream():
+    def work(job, emit):
+        for i in range(100):
+            emit(i)
+        return {}
+
+    store = make_store(work, stream_buffer=1, stall_s=60)
+    job = store.submit({})
+    wait_until(lambda: len(job.stream) == 1, 30, "the buffer to fill")
+    store.cancel(job.id)
+    assert job.done.wait(5) and job.status == CANCELLED
+    store.shutdown()
+
+
+def test_unexpected_errors_reach_callers_as_an_id_and_the_log_as_detail(caplog):
+    def work(job, emit):
+        raise OSError("/secret/models/weights.bin: input/output error")
+
+    store = make_store(work)
+    with caplog.at_level(logging.ERROR, logger="higgs_worker.jobs"):
+        job = finished(store, store.submit({}))
+    assert job.status == FAILED and "/secret" not in job.error and "error id" in job.error
+    ref = job.error.split("error id ")[1].split(";")[0]
+    assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+    store.shutdown()
