@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import threading
 
@@ -53,13 +55,18 @@ def test_oom_even_alone_fails_with_a_clear_error_and_keeps_serving(engine, oom_w
     assert engine.generate(Prompt(text="Fine again."), GREEDY, seed=0).codes.shape[0] > 0
 
 
-def test_model_load_failure_is_reported_without_crashing(tmp_path):
+@pytest.mark.parametrize("fault", ["broken config", "missing tokenizer folder"])
+def test_model_load_failure_is_reported_without_crashing_or_showing_paths(tmp_path, fault):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text('{"model_type": "higgs_audio_v2", "broken": ')
     (tmp_path / "model" / "tokenizer_config.json").write_text("{}")
-    (tmp_path / "tokenizer").mkdir()
-    (tmp_path / "tokenizer" / "config.json").write_text("{}")
-    server = Server({"MODEL_PATH": str(tmp_path / "model"), "TOKENIZER_PATH": str(tmp_path / "tokenizer"),
+    tokenizer = tmp_path / "tokenizer"
+    if fault == "broken config":
+        tokenizer.mkdir()
+        (tokenizer / "config.json").write_text("{}")
+    else:
+        tokenizer = tmp_path / "no-such-tokenizer"  # the loader's message names this folder
+    server = Server({"MODEL_PATH": str(tmp_path / "model"), "TOKENIZER_PATH": str(tokenizer),
                      "LOG_DIR": str(tmp_path / "logs"), "VOLUME_ROOT": str(tmp_path / "v")}, tmp_path)
     try:
         def failed():
@@ -69,14 +76,24 @@ def test_model_load_failure_is_reported_without_crashing(tmp_path):
                 return False
 
         wait_until(failed, 180, "/ping to report the failed load", )
+        ping = httpx.get(f"{server.url}/ping").json()
         health = httpx.get(f"{server.url}/health").json()
-        assert health["model"]["state"] == "failed" and "could not load" in health["model"]["error"]
+        assert health["model"]["state"] == "failed" and "failed to load" in health["model"]["error"]
         job = httpx.post(f"{server.url}/runsync", json={"input": {"transcript": "hi"}}, timeout=60).json()
         assert job["status"] == "FAILED" and "model unavailable" in job["error"]
         speech = httpx.post(f"{server.url}/v1/audio/speech",
                             json={"model": "tts-1", "input": "hi", "voice": "default"}, timeout=60)
         assert speech.status_code == 503 and "model unavailable" in speech.json()["error"]["message"]
         assert server.proc.poll() is None  # still up: no crash loop
+        public = [json.dumps(ping), json.dumps(health), job["error"], speech.json()["error"]["message"]]
+        for text in public:  # a generic reason and an error id, never a path or the loader's own words
+            assert str(tmp_path) not in text and "/" not in text.split("error id")[0], text
+        ref = re.search(r"error id ([0-9a-f]+)", health["model"]["error"]).group(1)
+        assert all(ref in text for text in public)  # one failure, one id, however often it is reported
+        detail = next(line for line in server.output().splitlines() if f"error {ref}" in line)
+        assert "ModelLoadError" in detail
+        if fault == "missing tokenizer folder":
+            assert str(tokenizer) in detail  # the operator gets the path, in the log
     finally:
         server.stop()
 

@@ -1,4 +1,9 @@
-"""The FastAPI application: wiring, lifespan (model preload, job store), error shapes, metrics middleware."""
+"""The FastAPI application: wiring, lifespan (model preload, job store), error shapes, middleware.
+
+The middleware are plain ASGI (no ``BaseHTTPMiddleware``, which would put streamed bodies behind an extra task and
+buffer). From the outside in: CORS (when configured; it answers preflights, which carry no key), request counting,
+the API key check (headers only), the body limit (which reads the body), then the routes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -19,9 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..jobs import Job, JobStore
 from ..schema import RequestError
-from ..service import SpeechService
+from ..service import SpeechService, public_error
 from ..settings import Settings, get_settings
-from .auth import require_key
+from .auth import RequireKey
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,11 +97,45 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class CountRequests:
+    """Counts every answered request by route, method and status (refusals by the outer layers too)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                path = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+
+        async def counting_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                count()  # before the last byte leaves, so a client's next request sees it counted
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            count()
+
+
 def _preload(app: FastAPI) -> None:
     try:
         app.state.service.holder.get()
     except Exception as exc:  # noqa: BLE001 - reported on /health and /ping, not a crash loop
-        log.error("model load failed: %s", exc)
+        public_error(exc, "model load at start")  # the detail goes to the log once, under the id callers see
 
 
 def create_app(settings: Settings | None = None, service: SpeechService | None = None) -> FastAPI:
@@ -132,32 +171,29 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
             ThreadPoolExecutor(max_workers=settings.max_concurrent_jobs + 8, thread_name_prefix="request"))
         app.state.jobs = JobStore(work, workers=settings.max_batch_size, retention_s=settings.job_retention_s,
                                   timeout_s=settings.job_timeout_s, on_change=jobs_changed,
-                                  max_open=settings.max_concurrent_jobs)
+                                  max_open=settings.max_concurrent_jobs, retain_max=settings.job_retain_max,
+                                  retain_bytes=settings.job_retain_bytes,
+                                  stream_buffer=settings.stream_buffer_pieces,
+                                  stall_s=settings.stream_stall_timeout_s, describe_error=public_error)
         if settings.preload_models:
             threading.Thread(target=_preload, args=(app,), name="model-load", daemon=True).start()
         yield
         app.state.jobs.shutdown(wait=True)
 
     app = FastAPI(title="higgs-audio-worker", version="0.1.0", lifespan=lifespan,
-                  description="Higgs Audio V2 text-to-speech: RunPod-compatible jobs, OpenAI-compatible speech.",
-                  dependencies=[Depends(require_key)])
+                  description="Higgs Audio V2 text-to-speech: RunPod-compatible jobs, OpenAI-compatible speech.")
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
     app.state.speech_inflight = 0
 
+    # Each add_middleware wraps the ones added before it: the last added is the outermost.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequireKey, keys=settings.api_key_list, public_docs=settings.public_docs)
+    app.add_middleware(CountRequests, metrics=metrics)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        return response
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -168,6 +204,12 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     async def validation_error(request: Request, exc: RequestValidationError):
         field, msg = _validation_message(exc)
         return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception):
+        # The caller gets a generic reason and an id; the detail is logged under that id.
+        return JSONResponse(error_body(public_error(exc, f"{request.method} {request.url.path}"), kind="server_error"),
+                            status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -1,23 +1,51 @@
-"""Bearer-key authentication (constant-time comparison) for every route but ``/ping`` and ``/health``."""
+"""Bearer-key authentication, checked from the request headers before anything reads the body.
+
+Pure ASGI middleware, placed outside the body limit: a request without a valid key is answered 401 without a
+byte of its body being read or parsed. ``/ping`` and ``/health`` (load balancers), and ``/`` (the static try-it
+page, which calls the API with a key the user types) stay public; the API description (``/docs``, ``/redoc``,
+``/openapi.json``) needs a key unless ``PUBLIC_DOCS`` is set.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 
-from fastapi import HTTPException, Request
+OPEN_PATHS = frozenset({"/ping", "/health", "/"})
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
-OPEN_PATHS = frozenset({"/ping", "/health", "/"})  # "/" is the static try-it page; it calls the API with a key
+_REFUSAL = json.dumps({"error": {"message": "missing or invalid API key (Authorization: Bearer <key>)",
+                                 "type": "authentication_error", "param": None, "code": None}}).encode()
 
 
-def require_key(request: Request) -> None:
-    keys: list[str] = request.app.state.settings.api_key_list
-    if not keys or request.url.path in OPEN_PATHS:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    given = token.strip().encode()
-    matches = [hmac.compare_digest(given, key.encode()) for key in keys]  # all compared: no early exit
-    ok = scheme.lower() == "bearer" and bool(given) and any(matches)
-    if not ok:
-        raise HTTPException(status_code=401, detail="missing or invalid API key (Authorization: Bearer <key>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+class RequireKey:
+    """Refuses HTTP requests that carry no configured key with 401; lets everything through when none is set.
+
+    Keys are compared as SHA-256 digests (equal length) with :func:`hmac.compare_digest`, against every configured
+    key without stopping at a match, so neither the key's content nor which key matched shows in the timing.
+    """
+
+    def __init__(self, app, keys: list[str], public_docs: bool = False) -> None:
+        self.app = app
+        self._digests = [hashlib.sha256(k.encode()).digest() for k in keys]
+        self._open = OPEN_PATHS | DOC_PATHS if public_docs else OPEN_PATHS
+
+    def allowed(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        value = next((v for k, v in headers if k.lower() == b"authorization"), b"")
+        scheme, _, token = value.strip().partition(b" ")
+        given = hashlib.sha256(token.strip()).digest()
+        matched = False
+        for digest in self._digests:
+            matched |= hmac.compare_digest(given, digest)
+        return matched and scheme.lower() == b"bearer" and bool(token.strip())
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (scope["type"] != "http" or not self._digests or scope["path"] in self._open
+                or self.allowed(scope.get("headers") or [])):
+            return await self.app(scope, receive, send)
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(_REFUSAL)).encode()),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": _REFUSAL})

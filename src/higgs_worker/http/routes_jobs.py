@@ -9,7 +9,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..jobs import FINAL, JobStore, QueueFull
+from ..jobs import FINAL, Job, JobStore, QueueFull
+from ..schema import RequestError
+from ..service import public_error
 
 router = APIRouter(tags=["RunPod-compatible jobs"])
 
@@ -43,25 +45,35 @@ def _job_or_404(request: Request, job_id: str):
     return job
 
 
-def _refuse_while_stopping(store: JobStore, body: RunBody):
+def _submit(request: Request, body: RunBody) -> Job:
+    """Validate the input, then queue it. A bad input is answered FAILED at once and never queued: only its error
+    message is kept (for ``/status``), not the input."""
+    store = _jobs(request)
     try:
-        return store.submit(body.input)
+        parsed = request.app.state.service.parse_job(body.input)
+    except RequestError as exc:
+        return store.reject(str(exc))
+    try:
+        return store.submit(parsed)
     except QueueFull as exc:
         raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": "2"}) from None
     except RuntimeError as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from None
 
 
-@router.post("/run", summary="Queue a job; returns its id")
+@router.post("/run", summary="Queue a job; returns its id (FAILED at once, with the reason, for a bad input)")
 async def run(body: RunBody, request: Request) -> dict[str, Any]:
-    job = _refuse_while_stopping(_jobs(request), body)
-    return {"id": job.id, "status": job.status}
+    job = _submit(request, body)
+    out: dict[str, Any] = {"id": job.id, "status": job.status}
+    if job.error is not None:
+        out["error"] = job.error
+    return out
 
 
 @router.post("/runsync", summary="Run a job and wait for its result")
 async def runsync(body: RunBody, request: Request,
                   wait: int | None = Query(None, ge=1000, le=300000, description="Most milliseconds to wait")) -> dict:
-    job = _refuse_while_stopping(_jobs(request), body)
+    job = _submit(request, body)
     timeout = (wait / 1000) if wait else request.app.state.settings.runsync_wait_s
     await wait_for_event(job.done, timeout)
     return job.view()
@@ -102,8 +114,8 @@ def model_state(request: Request) -> dict[str, Any]:
     if holder.ready:
         scheduler = holder.get().scheduler
         return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize()}
-    if holder.error is not None:
-        return {"state": "failed", "error": str(holder.error)}
+    if holder.error is not None:  # a generic reason and an error id: the detail (paths, ...) is in the log
+        return {"state": "failed", "error": public_error(holder.error)}
     return {"state": "loading" if holder.loading else "not_loaded"}
 
 

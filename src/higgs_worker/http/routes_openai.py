@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import StreamingResponse
 
 from .. import audio
 from ..engine import Cancelled, ModelLoadError
 from ..schema import OpenAISpeech, RequestError, SpeechRequest
-from ..service import SpeechService
+from ..service import SpeechService, public_error
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI-compatible"])
 
 MODEL_IDS = ("higgs-audio-v2", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
@@ -49,7 +50,7 @@ async def _watch_disconnect(request: Request, cancel: threading.Event, done: asy
 def _ensure_model(service: SpeechService) -> None:
     holder = service.holder
     if holder.error is not None:
-        raise HTTPException(status_code=503, detail=f"model unavailable: {holder.error}")
+        raise HTTPException(status_code=503, detail=public_error(holder.error))
     if holder.loading:
         raise HTTPException(status_code=503, detail="the model is still loading; retry shortly",
                             headers={"Retry-After": "5"})
@@ -102,7 +103,7 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
     except Cancelled:
         return Response(status_code=499)
     except ModelLoadError as exc:
-        raise HTTPException(status_code=503, detail=f"model unavailable: {exc}") from None
+        raise HTTPException(status_code=503, detail=public_error(exc)) from None
     finally:
         done.set()
         await watcher
@@ -113,84 +114,200 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
     return Response(result.audio, media_type=audio.MEDIA_TYPES[result.format], headers=headers)
 
 
-async def _pump(produce: Iterator[Any], cancel: threading.Event) -> AsyncIterator[Any]:
-    """Run a blocking iterator on a worker thread; yield its items here. Stopping early cancels the work."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    end = object()
+class _Failed:
+    """An exception raised by the generating thread, carried to the event loop."""
 
-    def run() -> None:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+class _Pipe:
+    """A bounded hand-off from a thread that makes pieces (blocking work) to the event loop that sends them.
+
+    At most ``size`` pieces wait; when the client is slower than generation, the thread pauses instead of piling
+    audio up. :meth:`close` cancels the generation: the thread stops at its next piece and closes the iterator.
+    """
+
+    def __init__(self, produce: Iterator[bytes], cancel: threading.Event, size: int) -> None:
+        self._produce = produce
+        self._cancel = cancel
+        self._room = threading.Semaphore(size)
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._ended = False
+        self.worker = self._loop.run_in_executor(None, self._run)
+
+    def _put(self, item: Any) -> None:
         try:
-            for item in produce:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-                if cancel.is_set():
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the async side
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._cancel.set()
+
+    def _run(self) -> None:
+        try:
+            for item in self._produce:
+                while not self._room.acquire(timeout=0.1):
+                    if self._cancel.is_set():
+                        return
+                if self._cancel.is_set():
+                    return
+                self._put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            self._put(_Failed(exc))
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, end)
+            close = getattr(self._produce, "close", None)
+            if close is not None:
+                close()  # runs the generation's cleanup now, on this thread, not at garbage collection
+            self._put(_END)
 
-    worker = loop.run_in_executor(None, run)
-    try:
+    async def get(self) -> bytes | None:
+        """The next piece; ``None`` at the end. Raises what the generation raised."""
+        if self._ended:
+            return None
+        item = await self._queue.get()
+        if item is _END:
+            self._ended = True
+            return None
+        if isinstance(item, _Failed):
+            self._ended = True
+            raise item.exc
+        self._room.release()
+        return item
+
+    def close(self) -> None:
+        self._cancel.set()
+
+
+class _Stalled(Exception):
+    """The client read nothing for the stall timeout."""
+
+
+class StreamedSpeech(Response):
+    """A streamed speech response that cannot outlive its client.
+
+    Pieces pass through a bounded :class:`_Pipe`. The response ends, the generation is cancelled and the slot is
+    released (``release``) as soon as the client disconnects, or when one write waits longer than ``stall_s``
+    because the client stopped reading (``STREAM_STALL_TIMEOUT_S``); nothing waits for garbage collection.
+    """
+
+    def __init__(self, start: Callable[[], _Pipe], media_type: str, headers: dict[str, str], stall_s: float,
+                 frame: Callable[[bytes], bytes], done: Callable[[], bytes],
+                 failed: Callable[[BaseException], bytes | None], release: Callable[[], None]) -> None:
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)  # no body set: no Content-Length, the body goes out chunked
+        self._start = start
+        self._stall_s = stall_s
+        self._frame = frame
+        self._done = done
+        self._failed = failed
+        self._release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        pipe: _Pipe | None = None
+        tasks: list[asyncio.Task] = []
+        try:
+            pipe = self._start()
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            tasks = [asyncio.create_task(self._send_all(pipe, send)),
+                     asyncio.create_task(self._until_disconnect(receive))]
+            for task in tasks:  # whichever loses is cancelled below; its outcome is read, never left pending
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            sender = tasks[0]
+            if sender in finished and not sender.cancelled() and isinstance(sender.exception(), _Stalled):
+                log.warning("stream client read nothing for %g s; generation cancelled (STREAM_STALL_TIMEOUT_S)",
+                            self._stall_s)
+            elif sender in finished and sender.exception() is not None:
+                raise sender.exception()
+        finally:
+            if pipe is not None:
+                pipe.close()
+            for task in tasks:
+                task.cancel()
+            self._release()
+
+    async def _until_disconnect(self, receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _send_all(self, pipe: _Pipe, send) -> None:
+        async def write(body: bytes, more: bool = True) -> None:
+            try:
+                async with asyncio.timeout(self._stall_s):
+                    await send({"type": "http.response.body", "body": body, "more_body": more})
+            except TimeoutError:
+                raise _Stalled() from None
+
         while True:
-            item = await queue.get()
-            if item is end:
+            try:
+                piece = await pipe.get()
+            except Cancelled:
+                await write(b"", more=False)
+                return
+            except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band, or cut the stream
+                last = self._failed(exc)
+                if last is not None:
+                    await write(last, more=False)
+                return  # without a last message the client sees a broken stream, not a short file
+            if piece is None:
                 break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancel.set()  # a client that went away stops the generation at its next step
-        await asyncio.shield(worker)
+            await write(self._frame(piece))
+        await write(self._done(), more=False)
 
 
-def _streamed(request: Request, service: SpeechService, speech_request: SpeechRequest, kind: str) -> StreamingResponse:
+def _streamed(request: Request, service: SpeechService, speech_request: SpeechRequest, kind: str) -> StreamedSpeech:
     cancel = threading.Event()
     stream = service.synthesize_stream(speech_request, cancel)
     fmt = speech_request.format
-    metrics = request.app.state.metrics
-
-    def encoded() -> Iterator[bytes]:
-        yield from audio.encode_stream(stream, fmt)
-
     state = request.app.state
+    settings = state.settings
+    released = False
 
-    async def audio_body() -> AsyncIterator[bytes]:
-        try:
-            async for data in _pump(encoded(), cancel):
-                yield data
-        except Cancelled:
-            return
-        finally:
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
             state.speech_inflight -= 1
-        _observe(stream, metrics)
 
-    async def sse_body() -> AsyncIterator[bytes]:
-        try:
-            async for data in _pump(encoded(), cancel):
-                event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
-                yield f"data: {json.dumps(event)}\n\n".encode()
-        except Cancelled:
-            return
-        except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band
-            yield f"data: {json.dumps({'type': 'error', 'error': str(exc)})}\n\n".encode()
-            return
-        finally:
-            state.speech_inflight -= 1
+    def start() -> _Pipe:
+        return _Pipe(audio.encode_stream(stream, fmt), cancel, settings.stream_buffer_pieces)
+
+    def audio_done() -> bytes:
+        _observe(stream, state.metrics)
+        return b""
+
+    def audio_failed(exc: BaseException) -> None:
+        public_error(exc, "speech stream")  # logged with an id; the client sees the stream cut short
+        return None
+
+    def sse_delta(data: bytes) -> bytes:
+        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        return f"data: {json.dumps(event)}\n\n".encode()
+
+    def sse_done() -> bytes:
         meta = stream.metadata()
         usage = meta["usage"]
         done = {"type": "speech.audio.done", "usage": {"input_tokens": usage["prompt_tokens"],
                                                        "output_tokens": usage["completion_tokens"],
                                                        "total_tokens": usage["total_tokens"]},
                 "seed": meta["seed"], "duration_s": meta["duration_s"]}
-        yield f"data: {json.dumps(done)}\n\n".encode()
-        _observe(stream, metrics)
+        _observe(stream, state.metrics)
+        return f"data: {json.dumps(done)}\n\n".encode()
 
+    def sse_failed(exc: BaseException) -> bytes:
+        return f"data: {json.dumps({'type': 'error', 'error': public_error(exc, 'speech stream')})}\n\n".encode()
+
+    stall = settings.stream_stall_timeout_s
     if kind == "sse":
-        return StreamingResponse(sse_body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return StreamingResponse(audio_body(), media_type=audio.MEDIA_TYPES[fmt],
-                             headers={"X-Accel-Buffering": "no"})
+        return StreamedSpeech(start, "text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                              stall, sse_delta, sse_done, sse_failed, release)
+    return StreamedSpeech(start, audio.MEDIA_TYPES[fmt], {"X-Accel-Buffering": "no"}, stall, lambda data: data,
+                          audio_done, audio_failed, release)
 
 
 def _observe(stream, metrics) -> None:
