@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from higgs_worker.engine.sampling import DelayState, RowSampler, choose_frames
@@ -62,3 +63,167 @@ def test_rows_are_independent_in_a_batch():
         r.delay.bos.fill_(-1)
     together = choose_frames(rows, logits, [False] * 3)
     assert all(torch.equal(a, together[i]) for i, a in enumerate(alone))
+
+
+# -- what the draws may be: hand-made logits, small vocabularies ---------------------------------------------------
+# The order is upstream's (transformers' warpers): temperature, then top-k, then top-p, then a draw from the
+# softmax of what is left; repetition-aware sampling (RAS) then redraws, from the raw logits, any codebook whose
+# token already appears ``ras_max_repeat`` times in the last ``ras_win_len`` frames.
+
+SMALL_V, CODEBOOKS = 8, 8
+INF = float("inf")
+
+
+def free(temperature=1.0, top_k=0, top_p=1.0, seed=0, ras_win_len=0, ras_max_repeat=2, v=SMALL_V, k=CODEBOOKS):
+    """A row past the delay pattern's start and far from its end: nothing is forced."""
+    return RowSampler(num_codebooks=k, codebook_size=v, temperature=temperature, top_k=top_k, top_p=top_p,
+                      ras_win_len=ras_win_len, ras_max_repeat=ras_max_repeat,
+                      generator=torch.Generator().manual_seed(seed),
+                      delay=DelayState(bos=torch.full((k,), -1), eos=torch.full((k,), 10**6)),
+                      stream_bos=v - 2, stream_eos=v - 1)
+
+
+def logits_of(values, v=SMALL_V, k=CODEBOOKS):
+    """The same hand-made logits on every codebook; tokens not given are impossible (-inf)."""
+    one = torch.full((v,), -INF)
+    one[: len(values)] = torch.tensor(values, dtype=torch.float)
+    return one.repeat(k)[None]
+
+
+def draws(row_, logits, steps=250) -> torch.Tensor:
+    """Every token the row draws over ``steps`` steps (codebooks x steps draws)."""
+    return torch.cat([choose_frames([row_], logits, [False])[0] for _ in range(steps)])
+
+
+def drawn(row_, logits, steps=250) -> set[int]:
+    return set(draws(row_, logits, steps).tolist())
+
+
+def test_temperature_comes_before_top_p():
+    # logits 2, 1, 0: at T=1 the probabilities are .665 .245 .090, so top_p=.8 keeps {0, 1}
+    logits = logits_of([2.0, 1.0, 0.0])
+    assert drawn(free(temperature=1.0, top_p=0.8), logits) == {0, 1}
+    # T=10 flattens them first (.367 .332 .301): top_p=.8 then keeps all three
+    assert drawn(free(temperature=10.0, top_p=0.8), logits) == {0, 1, 2}
+    # T=.5 sharpens them first (.867 .117 .016): top_p=.8 then keeps the first alone
+    assert drawn(free(temperature=0.5, top_p=0.8), logits) == {0}
+
+
+def test_top_k_comes_before_top_p():
+    logits = logits_of(torch.tensor([0.4, 0.3, 0.2, 0.1]).log().tolist())
+    assert drawn(free(top_k=2), logits) == {0, 1}
+    assert drawn(free(top_p=0.5), logits) == {0, 1}  # .4 alone is under .5
+    assert drawn(free(top_p=0.75), logits) == {0, 1, 2}
+    # top-k first leaves .4 .3, renormalised .571 .429: top_p=.5 is then met by the first alone
+    # (top-p first would keep {0, 1}, which top-k=2 leaves as it is)
+    assert drawn(free(top_k=2, top_p=0.5), logits) == {0}
+
+
+def test_top_k_keeps_the_k_best_and_off_means_every_token():
+    logits = logits_of([3.0, 0.5, 2.0, 1.0, 2.5, 0.0])
+    assert drawn(free(temperature=3.0, top_k=1), logits) == {0}
+    assert drawn(free(temperature=3.0, top_k=3), logits) == {0, 2, 4}
+    everything = set(range(6))
+    for off in (0, SMALL_V, SMALL_V + 5):  # 0 and anything >= the vocabulary mean no top-k
+        assert drawn(free(temperature=3.0, top_k=off), logits) == everything
+
+
+def test_a_tiny_top_p_keeps_the_most_likely_token():
+    logits = logits_of([0.0, 0.1, 0.05])
+    assert drawn(free(temperature=1.0, top_p=1e-6), logits) == {1}
+
+
+def test_draws_follow_the_softmax_of_the_scaled_logits():
+    # logits 0 and 2 ln 3: at T=2 the odds are 1:3, at T=1 1:9
+    logits = logits_of([0.0, 2 * torch.tensor(3.0).log().item()])
+    for temperature, share in ((2.0, 0.75), (1.0, 0.9), (0.5, 81 / 82)):
+        tokens = draws(free(temperature=temperature, seed=7), logits, steps=500)
+        assert set(tokens.tolist()) <= {0, 1}
+        assert (tokens == 1).float().mean().item() == pytest.approx(share, abs=0.025), temperature
+
+
+def test_greedy_takes_the_argmax_of_the_logits_whatever_top_k_and_top_p():
+    logits = logits_of([0.0, 1.0, 3.0, 2.0])
+    assert drawn(free(temperature=0.0, top_k=3, top_p=0.5), logits, steps=3) == {2}
+
+
+def test_each_row_of_a_batch_uses_its_own_settings():
+    logits = logits_of([3.0, 2.5, 2.0, 1.5, 1.0, 0.5]).repeat(5, 1)
+    rows = [free(top_k=1, seed=1), free(top_k=3, seed=2), free(top_k=0, seed=3), free(temperature=0.0, seed=4),
+            free(top_k=2, top_p=0.3, seed=5)]
+    seen: list[set[int]] = [set() for _ in rows]
+    for _ in range(250):
+        frames = choose_frames(rows, logits, [False] * len(rows))
+        for i, frame in enumerate(frames):
+            seen[i] |= set(frame.tolist())
+    assert seen == [{0}, {0, 1, 2}, {0, 1, 2, 3, 4, 5}, {0}, {0}]
+    mixed = [free(top_p=0.5, seed=1), free(top_p=1.0, seed=2)]  # a row without top-p beside one with it
+    seen = [set(), set()]
+    for _ in range(250):
+        for i, frame in enumerate(choose_frames(mixed, logits[:2], [False, False])):
+            seen[i] |= set(frame.tolist())
+    assert seen[1] == {0, 1, 2, 3, 4, 5} and seen[0] < seen[1]
+
+
+def ras_row(history, temperature=0.0, win=3, repeat=2, seed=0):
+    r = free(temperature=temperature, seed=seed, ras_win_len=win, ras_max_repeat=repeat)
+    r.history = [torch.tensor(frame) for frame in history]
+    return r
+
+
+def test_ras_redraws_a_codebook_whose_token_repeats_past_the_limit_and_leaves_the_others():
+    # Greedy would pick token 7 - 2 = 5 everywhere; the raw logits give it only half the mass, beside token 3.
+    logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])
+    # The window is the last 3 frames. Codebook 0: 5 twice in it (the limit) -> redrawn; codebook 1: once -> kept;
+    # codebook 2: twice, but once before the window -> kept; codebook 3: never -> kept; 4 to 7: twice -> redrawn.
+    history = [[1, 1, 5, 1, 5, 5, 5, 5],
+               [5, 1, 1, 1, 5, 5, 5, 5],
+               [1, 5, 1, 1, 1, 1, 1, 1],
+               [5, 1, 5, 1, 5, 5, 5, 5]]
+    redrawn = torch.zeros(CODEBOOKS)
+    for seed in range(200):
+        r = ras_row(history, seed=seed)
+        frame = choose_frames([r], logits, [False])[0]
+        assert set(frame.tolist()) <= {3, 5}
+        redrawn += (frame == 3).float()
+        assert torch.equal(r.history[-1], frame)
+    assert redrawn[1:4].tolist() == [0, 0, 0]  # under the limit: never redrawn
+    for k in (0, 4, 5, 6, 7):  # redrawn from softmax(0, .1): token 3 about 47.5% of the time
+        assert 70 <= redrawn[k] <= 120, (k, redrawn[k])
+
+
+def test_ras_redraw_uses_the_raw_logits_without_temperature_top_k_or_top_p():
+    # The first draw can only be token 1 (top_k=1); the redraw is from softmax(0, 2) of the raw logits (token 0:
+    # 12%), not from what temperature .25 (token 0: .03%) or top-k left.
+    logits = logits_of([0.0, 2.0])
+    history = [[1] * CODEBOOKS] * 2
+    rows = [ras_row(history, temperature=0.25, seed=s) for s in range(100)]
+    for r in rows:
+        r.top_k, r.top_p = 1, 0.5
+    tokens = torch.cat([choose_frames([r], logits, [False])[0] for r in rows])
+    assert 0.06 <= (tokens == 0).float().mean().item() <= 0.19
+
+
+def test_ras_never_counts_stream_bos_and_eos():
+    # A row forced to the stream BOS (the delay pattern's start) keeps it, however often BOS fills the window.
+    bos, eos = SMALL_V - 2, SMALL_V - 1
+    logits = logits_of([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for token in (bos, eos):
+        for seed in range(20):
+            r = ras_row([[token] * CODEBOOKS] * 3, seed=seed)
+            r.delay = DelayState(bos=torch.full((CODEBOOKS,), 5 if token == bos else -1),
+                                 eos=torch.full((CODEBOOKS,), 0 if token == eos else 10**6))
+            assert choose_frames([r], logits, [False])[0].tolist() == [token] * CODEBOOKS
+
+
+def test_ras_sees_the_rows_own_recent_frames_and_is_off_at_window_zero():
+    logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])  # greedy: 5; raw: 5 or 3
+    r = free(temperature=0.0, ras_win_len=4, ras_max_repeat=2)
+    frames = [choose_frames([r], logits, [False])[0] for _ in range(60)]
+    assert len(r.history) == 4 and torch.equal(r.history[-1], frames[-1])
+    tokens = torch.stack(frames)
+    assert (tokens == 3).any()  # once 5 repeats twice in the last 4 frames, it is redrawn
+    assert torch.equal(tokens[:2], torch.full((2, CODEBOOKS), 5))  # the first two frames cannot repeat yet
+    off = free(temperature=0.0, ras_win_len=0, ras_max_repeat=2)
+    off.history = [torch.full((CODEBOOKS,), 5)] * 4
+    assert all(torch.equal(choose_frames([off], logits, [False])[0], torch.full((CODEBOOKS,), 5)) for _ in range(30))
