@@ -24,7 +24,8 @@ STUB_DNS = {
     "private.test": ["10.0.0.5"], "metadata.test": ["169.254.169.254"], "loop.test": ["127.0.0.1"],
     "v6loop.test": ["::1"], "mapped.test": ["::ffff:10.0.0.1"], "cgnat.test": ["100.64.1.1"],
     "ula.test": ["fd00:ec2::254"], "mixed.test": ["93.184.216.34", "10.0.0.1"], "zero.test": ["0.0.0.0"],
-    "voice.test": ["127.0.0.1"],
+    "voice.test": ["127.0.0.1"], "mapped-public.test": ["::ffff:93.184.216.34"],
+    "mapped-loop.test": ["::ffff:127.0.0.1"], "mapped-metadata.test": ["::ffff:169.254.169.254"],
 }
 
 
@@ -153,6 +154,54 @@ def test_size_and_time_caps(origin):
 def test_public_addresses_pass_the_check():
     assert forbidden("93.184.216.34") is None and forbidden("2606:2800:220:1::1") is None
     assert forbidden("127.0.0.1") == "loopback" and forbidden("127.0.0.1", allow_loopback=True) is None
+
+
+LOOPBACK, RESERVED, PRIVATE = "loopback", "link-local, metadata or reserved", "private or non-public"
+
+#: address -> (why refused, why refused when loopback is allowed); None: may be contacted.
+VERDICTS = {
+    "8.8.8.8": (None, None), "93.184.216.34": (None, None), "2606:2800:220:1::1": (None, None),
+    "127.0.0.1": (LOOPBACK, None), "127.1.2.3": (LOOPBACK, None), "::1": (LOOPBACK, None),
+    "169.254.169.254": (RESERVED, RESERVED), "100.64.1.1": (RESERVED, RESERVED), "0.0.0.0": (RESERVED, RESERVED),
+    "198.18.0.1": (RESERVED, RESERVED), "192.0.0.8": (RESERVED, RESERVED), "fe80::1%eth0": (RESERVED, RESERVED),
+    "fd00:ec2::254": (RESERVED, RESERVED), "64:ff9b::808:808": (RESERVED, RESERVED),
+    "2002:808:808::1": (RESERVED, RESERVED),
+    "10.0.0.1": (PRIVATE, PRIVATE), "172.16.5.4": (PRIVATE, PRIVATE), "192.168.1.1": (PRIVATE, PRIVATE),
+    "224.0.0.1": (PRIVATE, PRIVATE), "255.255.255.255": (PRIVATE, PRIVATE), "240.0.0.1": (PRIVATE, PRIVATE),
+    "192.0.2.1": (PRIVATE, PRIVATE), "::": (PRIVATE, PRIVATE), "ff02::1": (PRIVATE, PRIVATE),
+    "fc00::1": (PRIVATE, PRIVATE), "2001:db8::1": (PRIVATE, PRIVATE), "::127.0.0.1": (PRIVATE, PRIVATE),
+}
+
+
+@pytest.mark.parametrize("address", sorted(VERDICTS))
+def test_each_kind_of_address_gets_its_verdict(address):
+    assert (forbidden(address), forbidden(address, allow_loopback=True)) == VERDICTS[address]
+
+
+@pytest.mark.parametrize("v4", [a for a in sorted(VERDICTS) if "." in a and ":" not in a])
+def test_a_mapped_address_is_judged_as_the_ipv4_it_carries(v4):
+    import ipaddress
+
+    hex_form = str(ipaddress.IPv6Address(f"::ffff:{v4}"))  # ::ffff:808:808 is 8.8.8.8 too
+    for mapped in (f"::ffff:{v4}", f"::FFFF:{v4}", hex_form, f"0:0:0:0:0:ffff:{v4}"):
+        assert (forbidden(mapped), forbidden(mapped, allow_loopback=True)) == VERDICTS[v4], mapped
+
+
+def test_a_mapped_public_address_is_not_refused_and_is_contacted_as_ipv4():
+    guard, _ = fetcher()
+    assert guard.checked_address("mapped-public.test", 443) == "93.184.216.34"
+    with pytest.raises(FetchRefused, match="link-local, metadata"):
+        guard.checked_address("mapped-metadata.test", 443)
+
+
+def test_a_mapped_loopback_follows_the_loopback_setting(origin):
+    guard, transport = fetcher(allow_http=True)
+    with pytest.raises(FetchRefused, match="loopback address; refused"):
+        guard.fetch(f"http://mapped-loop.test:{origin}/voice.wav")
+    assert transport.hosts == []
+    guard, transport = fetcher(allow_http=True, allow_loopback=True)
+    assert guard.fetch(f"http://mapped-loop.test:{origin}/voice.wav") == wav_bytes()
+    assert transport.hosts == [f"mapped-loop.test:{origin}"]  # connected to 127.0.0.1 (LoopbackOnly checks)
 
 
 def test_voice_library_urls_disabled_or_validated(origin, tmp_path, env):

@@ -40,11 +40,20 @@ def system_resolver(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def forbidden(address: str, allow_loopback: bool = False) -> str | None:
-    """Why ``address`` may not be contacted, or None when it is a public address."""
+def _plain(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address without its zone; an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as the IPv4 it carries."""
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def forbidden(address: str, allow_loopback: bool = False) -> str | None:
+    """Why ``address`` may not be contacted, or None when it is a public address.
+
+    A mapped address is judged as the IPv4 it carries: ``ipaddress`` calls all of ``::ffff:0:0/96`` private (a
+    public site refused) and none of it loopback (a loopback setting ignored)."""
+    ip = _plain(address)
     if ip.is_loopback:
         return None if allow_loopback else "loopback"
     if ip.is_link_local or any(ip in net for net in _EXTRA_BLOCKED if ip.version == net.version):
@@ -158,7 +167,7 @@ class GuardedFetcher:
             reason = forbidden(address, self.allow_loopback)
             if reason:
                 raise FetchRefused(f"host {host!r} resolves to a {reason} address; refused")
-        return addresses[0]
+        return str(_plain(addresses[0]))  # a mapped address is contacted as the IPv4 that was judged
 
     def _resolve_in_time(self, host: str, port: int, watchdog: _Watchdog) -> str:
         """:meth:`checked_address` on a helper thread: a slow name server must not outlast the deadline either."""
