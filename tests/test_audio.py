@@ -75,3 +75,86 @@ def test_garbage_is_a_decode_error():
         audio.load_model_audio(b"\x00\x01garbage" * 100)
     with pytest.raises(audio.AudioDecodeError):
         audio.load_model_audio(b"")
+
+
+# -- the headers carry the rate and the channel count that was asked for -------------------------------------------
+
+def wav_fields(data: bytes) -> dict:
+    """The fields of a canonical 44-byte PCM WAV header."""
+    import struct
+
+    assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt " and data[36:40] == b"data"
+    riff, = struct.unpack("<I", data[4:8])
+    fmt_size, codec, channels, rate, byte_rate, align, bits = struct.unpack("<IHHIIHH", data[16:36])
+    size, = struct.unpack("<I", data[40:44])
+    return {"riff": riff, "fmt_size": fmt_size, "codec": codec, "channels": channels, "rate": rate,
+            "byte_rate": byte_rate, "align": align, "bits": bits, "data": size}
+
+
+def pcm16_mono(rate: int, data: int) -> dict:
+    return {"riff": data if data == 0xFFFFFFFF else 36 + data, "fmt_size": 16, "codec": 1, "channels": 1,
+            "rate": rate, "byte_rate": rate * 2, "align": 2, "bits": 16, "data": data}
+
+
+@pytest.mark.parametrize("rate", [24000, 16000, 44100, 48000])
+def test_wav_header_carries_rate_channels_and_sizes(rate):
+    wave = tone(0.25, rate)
+    data = audio.encode(wave, "wav", rate)
+    assert wav_fields(data) == pcm16_mono(rate, 2 * len(wave)) and len(data) == 44 + 2 * len(wave)
+    info = sf.info(io.BytesIO(data))
+    assert (info.samplerate, info.channels, info.frames) == (rate, 1, len(wave))
+    import wave as wave_module
+
+    with wave_module.open(io.BytesIO(data)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (rate, 1, 2, len(wave))
+
+
+@pytest.mark.parametrize("rate", [24000, 16000, 44100])
+def test_streamed_wav_header_carries_the_rate_with_unknown_sizes(rate):
+    pieces = np.array_split(tone(0.3, rate), 4)
+    chunks = list(audio.encode_stream(pieces, "wav", rate))
+    assert wav_fields(chunks[0]) == pcm16_mono(rate, 0xFFFFFFFF)
+    assert b"".join(chunks)[44:] == audio.to_int16(np.concatenate(pieces)).tobytes()
+    empty = audio.StreamEncoder("wav", rate)  # nothing generated: still a header with the rate
+    assert wav_fields(empty.close()) == pcm16_mono(rate, 0xFFFFFFFF) and empty.close() == b""
+
+
+def test_the_default_rate_is_the_model_rate():
+    assert audio.SAMPLE_RATE == 24000
+    assert wav_fields(audio.encode(tone(0.1), "wav"))["rate"] == 24000
+    assert wav_fields(next(audio.encode_stream([tone(0.1)], "wav")))["rate"] == 24000
+    assert wav_fields(audio.wav_header())["rate"] == 24000
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "aac"])
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_compressed_formats_carry_the_rate_whole_and_streamed(fmt, rate):
+    wave = tone(0.5, rate)
+    for data in (audio.encode(wave, fmt, rate), b"".join(audio.encode_stream(np.array_split(wave, 3), fmt, rate))):
+        with av.open(io.BytesIO(data)) as c:
+            stream = c.streams.audio[0]
+            decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(stream)])
+            assert stream.codec_context.sample_rate == rate and stream.codec_context.channels == 1
+        assert len(decoded) / rate == pytest.approx(0.5, abs=0.08)
+
+
+def test_opus_is_mono_and_keeps_the_duration_at_another_rate():
+    wave = tone(0.5, 16000)
+    with av.open(io.BytesIO(audio.encode(wave, "opus", 16000))) as c:
+        stream = c.streams.audio[0]
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(stream)])
+        assert stream.codec_context.channels == 1
+        assert len(decoded) / stream.codec_context.sample_rate == pytest.approx(0.5, abs=0.08)
+
+
+def test_int16_conversion_clips_and_scales():
+    got = audio.to_int16(np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0], dtype=np.float32))
+    assert got.dtype == np.dtype("<i2")
+    assert got.tolist() == [-32767, -32767, -16383, 0, 16383, 32767, 32767]
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="ogg"):
+        audio.StreamEncoder("ogg")
+    assert set(audio.MEDIA_TYPES) == {"wav", "flac", "mp3", "opus", "aac", "pcm"}
+    assert audio.MEDIA_TYPES["mp3"] == "audio/mpeg" and audio.MEDIA_TYPES["pcm"] == "audio/L16"
