@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from higgs_worker.engine.streaming import StreamDecoder
@@ -56,3 +57,54 @@ def test_first_audio_arrives_before_the_end(service):
     assert meta["frames"] >= 40  # this seed makes a long run (192 frames on the tiny model)
     assert len(pieces) >= 3
     assert meta["timings"]["first_audio"] < meta["timings"]["total"] * 0.6
+
+
+# -- every caller of encode_stream hands it the engine's rate ----------------------------------------------------
+
+@pytest.fixture()
+def encode_stream_calls(monkeypatch):
+    """Record the arguments of every ``audio.encode_stream`` call (bound to its signature), then encode as usual."""
+    import inspect
+
+    from higgs_worker import audio
+
+    real = audio.encode_stream
+    calls: list[dict] = []
+
+    def spy(*args, **kwargs):
+        calls.append(inspect.signature(real).bind(*args, **kwargs).arguments)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audio, "encode_stream", spy)
+    return calls
+
+
+CALLERS_PASS_THE_RATE = pytest.mark.xfail(
+    strict=True, reason="service.SpeechService._run_streamed and http.routes_openai._streamed call "
+                        "audio.encode_stream without the engine's sample rate (it falls back to audio.SAMPLE_RATE)")
+
+
+@CALLERS_PASS_THE_RATE
+def test_a_streamed_job_encodes_at_the_engines_rate(service, encode_stream_calls):
+    pieces = []
+    output = service.run_job({"transcript": "Rate check.", "seed": 2, "max_new_tokens": 20, "stream": True,
+                              "format": "wav"}, emit=pieces.append)
+    assert "error" not in output and pieces
+    assert len(encode_stream_calls) == 1
+    assert encode_stream_calls[0].get("sample_rate") == service.engine.sample_rate
+
+
+@CALLERS_PASS_THE_RATE
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_streamed_speech_encodes_at_the_engines_rate(service, encode_stream_calls, stream_format):
+    from fastapi.testclient import TestClient
+
+    from higgs_worker.http import create_app
+
+    with TestClient(create_app(service.settings, service)) as client:
+        response = client.post("/v1/audio/speech", json={
+            "model": "tts-1", "voice": "tenor", "input": "Rate check.", "response_format": "wav",
+            "stream_format": stream_format, "seed": 2, "max_new_tokens": 20})
+    assert response.status_code == 200 and response.content
+    assert len(encode_stream_calls) == 1
+    assert encode_stream_calls[0].get("sample_rate") == service.engine.sample_rate
