@@ -9,6 +9,9 @@ Layout written (as the two hub repos):
 * ``DIR/model``: ``config.json`` + weights of :class:`HiggsAudioV2ForConditionalGeneration`, the text tokenizer,
   the feature extractor (``preprocessor_config.json``) and a ``generation_config.json``.
 * ``DIR/tokenizer``: ``config.json`` + weights of :class:`HiggsAudioV2TokenizerModel` (the audio codec).
+* ``DIR/asr``: a random multilingual Whisper (:class:`WhisperForConditionalGeneration`, its tokenizer, feature
+  extractor and a generation config with alignment heads), the speech recogniser's layout, as the hub repo
+  ``openai/whisper-large-v3-turbo`` has it. It hears nonsense, but through the real loading and decoding path.
 """
 
 from __future__ import annotations
@@ -187,5 +190,83 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, size: TinySize = TinySiz
     codec = HiggsAudioV2TokenizerModel(_codec_config()).eval()
     _give_codec_range(codec, torch.Generator().manual_seed(seed + 2))
     codec.save_pretrained(codec_dir)
+    make_tiny_whisper(out / "asr", seed=seed)
     (out / "TINY_MODEL.json").write_text(json.dumps({"seed": seed, "size": size.__dict__}, indent=2) + "\n")
+    return out
+
+
+#: Byte tokens the random Whisper may write: lower-case letters, a few punctuation marks and the word-separating
+#: space (``Ġ`` in byte-level BPE). Everything else is suppressed so its nonsense stays printable.
+TINY_WHISPER_TEXT = "abcdefghijklmnopqrstuvwxyz.,'?Ġ"
+
+
+def _whisper_tokenizer():
+    """A byte-level Whisper tokenizer without merges, with Whisper's special tokens in Whisper's order.
+
+    The order matters: transformers finds a language's token at ``<|startoftranscript|>`` + 1 + its index in
+    ``LANGUAGES``, and the timestamp tokens right after ``<|notimestamps|>`` (the last special token).
+    """
+    from tokenizers import AddedToken, pre_tokenizers
+    from transformers import WhisperTokenizer
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    specials = ["<|startoftranscript|>", *(f"<|{code}|>" for code in LANGUAGES), "<|translate|>", "<|transcribe|>",
+                "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[], model_max_length=448)  # adds <|endoftext|> after the bytes
+    tokenizer.add_special_tokens(
+        {"extra_special_tokens": [AddedToken(s, special=True, normalized=False) for s in specials]})
+    tokenizer.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False) for i in range(1501)])
+    tokenizer.set_prefix_tokens()
+    return tokenizer
+
+
+def make_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a random tiny multilingual Whisper (model, tokenizer, 80-bin feature extractor, generation config).
+
+    Its weights are drawn with standard deviation 1 instead of Whisper's 0.02: with the usual small weights a
+    random decoder says one letter forever, whatever it hears, which would leave nothing to align or caption.
+    """
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _whisper_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    eos = tokenizer.eos_token_id
+    allowed = {ids(ch) for ch in TINY_WHISPER_TEXT} | {eos}
+    suppress = [i for i in range(len(tokenizer)) if i not in allowed]
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        max_source_positions=1500, max_target_positions=448, pad_token_id=eos, bos_token_id=eos, eos_token_id=eos,
+        decoder_start_token_id=ids("<|startoftranscript|>"), begin_suppress_tokens=[ids("Ġ"), eos],
+    )
+    torch.manual_seed(seed + 3)
+    model = WhisperForConditionalGeneration(config).eval()
+    generator = torch.Generator().manual_seed(seed + 4)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 1.0, generator=generator)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        max_length=448, begin_suppress_tokens=[ids("Ġ"), eos], suppress_tokens=suppress,
+        alignment_heads=[[1, h] for h in range(config.decoder_attention_heads)],
+        is_multilingual=True, lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES},
+        task_to_id={"translate": ids("<|translate|>"), "transcribe": ids("<|transcribe|>")},
+        no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
+        max_initial_timestamp_index=50, return_timestamps=False,
+    )
+    model.save_pretrained(out)
+    features = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    WhisperProcessor(features, tokenizer).save_pretrained(out)
+    features.save_pretrained(out)  # preprocessor_config.json, as in the hub repos
     return out
