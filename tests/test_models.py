@@ -21,7 +21,7 @@ MODEL_REPO, CODEC_REPO = "test-org/tiny-higgs", "test-org/tiny-higgs-tokenizer"
 def fetch_env(hub, volume):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update({"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(volume / "hf-home"),
-                "MODEL_REPO": MODEL_REPO, "TOKENIZER_REPO": CODEC_REPO, "VOLUME_ROOT": str(volume),
+                "MODEL_REPO": MODEL_REPO, "TOKENIZER_REPO": CODEC_REPO, "VOLUME_ROOT": str(volume), "ASR": "off",
                 "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1"})
     return env
 

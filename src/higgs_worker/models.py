@@ -1,4 +1,7 @@
-"""Fetching both Hugging Face repos onto the volume: once, under a lock, resumable, verified, then offline.
+"""Fetching the Hugging Face repos onto the volume: once, under a lock, resumable, verified, then offline.
+
+The repos: the LLM (``MODEL_REPO``), the audio tokenizer (``TOKENIZER_REPO``) and, when speech recognition is
+enabled (``ASR``, see :mod:`higgs_worker.asr.policy`), the Whisper model (``ASR_REPO`` into ``ASR_PATH``).
 
 ``MODEL_PATH`` and ``TOKENIZER_PATH`` each get the repo's files and, when they are complete and verified, a
 completion marker (``.higgs-complete.json``) recording the repo, the requested revision and the resolved commit.
@@ -45,9 +48,20 @@ class RemoteFile:
     sha256: str | None  # the hub gives sha256 for LFS (large) files
 
 
+def asr_spec(settings: Settings) -> RepoSpec:
+    """The speech recognition repo, as the settings name it (whether or not ASR is enabled)."""
+    return RepoSpec(settings.asr_repo, settings.asr_revision, Path(settings.asr_path))
+
+
 def specs(settings: Settings) -> list[RepoSpec]:
-    return [RepoSpec(settings.model_repo, settings.model_revision, Path(settings.model_path)),
-            RepoSpec(settings.tokenizer_repo, settings.tokenizer_revision, Path(settings.tokenizer_path))]
+    """The repos this worker needs: the LLM, the audio tokenizer and, when ASR wants it fetched, Whisper."""
+    from .asr.policy import asr_fetch_wanted
+
+    wanted = [RepoSpec(settings.model_repo, settings.model_revision, Path(settings.model_path)),
+              RepoSpec(settings.tokenizer_repo, settings.tokenizer_revision, Path(settings.tokenizer_path))]
+    if asr_fetch_wanted(settings):
+        wanted.append(asr_spec(settings))
+    return wanted
 
 
 def read_marker(local_dir: Path) -> dict | None:
@@ -177,7 +191,7 @@ def fetch_repo(spec: RepoSpec, endpoint: str | None = None, token: str | None = 
 
 
 def fetch_models(settings: Settings, force_verify: bool = False) -> list[dict]:
-    """Both repos (the LLM and the audio tokenizer), as the settings name them."""
+    """Every repo :func:`specs` names (the LLM, the audio tokenizer and, when enabled, Whisper)."""
     return [fetch_repo(spec, force_verify=force_verify) for spec in specs(settings)]
 
 

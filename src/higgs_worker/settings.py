@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
 DEFAULT_TOKENIZER_REPO = "bosonai/higgs-audio-v2-tokenizer"
+DEFAULT_ASR_REPO = "openai/whisper-large-v3-turbo"
+#: A pinned commit of DEFAULT_ASR_REPO, so every worker hears with the same weights.
+DEFAULT_ASR_REVISION = "41f01f3fe87f28c78e2fbf8b568835947dd65ed9"
 
 
 class Settings(BaseSettings):
@@ -49,6 +52,16 @@ class Settings(BaseSettings):
     kv_cache_tokens: int = Field(2048, ge=256, description="Initial positions per row of the slot KV cache (grows when a prompt needs more).")
     compile_decode: bool = Field(False, description="GPU only: `torch.compile` the decode step (experimental).")
     warmup: bool = Field(True, description="Run one short generation at load so the first request pays no warm-up.")
+
+    # Speech recognition (Whisper beside the TTS model: speech checks, word timestamps, captions).
+    asr: Literal["auto", "on", "off"] = Field("auto", description="Speech recognition model. `auto`: fetched by `fetch-models` when a GPU is present, loaded whenever `ASR_PATH` holds a model (GPU workers, demo mode); `on`: always fetched and loaded; `off`: never.")
+    asr_repo: str = Field(DEFAULT_ASR_REPO, description="Hugging Face repo of the Whisper model, fetched into `ASR_PATH`.")
+    asr_revision: str = Field(DEFAULT_ASR_REVISION, description="Revision of `ASR_REPO` (a pinned commit by default).")
+    asr_path: Path | None = Field(None, description="Local folder of the ASR repo (default `$VOLUME_ROOT/models/<name of ASR_REPO>`; `DEMO_DIR/asr` in demo mode).")
+    asr_batch_window_ms: float = Field(5.0, ge=0, le=1000, description="How long the recognizer waits after a first audio window for others to transcribe with it, in ms.")
+    asr_max_batch_size: int = Field(16, ge=1, le=256, description="Most audio windows (up to 30 s each) transcribed in one batch.")
+    trim_silence_s: float = Field(0.5, ge=0, le=60, description="Longest silence kept at the end of an utterance, in seconds; longer silence is cut (a request may send `trim_silence: false`).")
+    silence_threshold_db: float = Field(-45.0, ge=-120, le=0, description="Audio quieter than this, in dB below the loudest 20 ms of the utterance, counts as silence.")
 
     # HTTP server.
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
@@ -114,9 +127,11 @@ class Settings(BaseSettings):
         if self.higgs_demo:
             self.model_path = self.model_path or self.demo_dir / "model"
             self.tokenizer_path = self.tokenizer_path or self.demo_dir / "tokenizer"
+            self.asr_path = self.asr_path or self.demo_dir / "asr"
         models = self.volume_root / "models"
         self.model_path = self.model_path or models / self.model_repo.rstrip("/").split("/")[-1]
         self.tokenizer_path = self.tokenizer_path or models / self.tokenizer_repo.rstrip("/").split("/")[-1]
+        self.asr_path = self.asr_path or models / self.asr_repo.rstrip("/").split("/")[-1]
         self.voices_dir = self.voices_dir or self.volume_root / "voices"
         return self
 
