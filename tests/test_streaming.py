@@ -79,12 +79,6 @@ def encode_stream_calls(monkeypatch):
     return calls
 
 
-CALLERS_PASS_THE_RATE = pytest.mark.xfail(
-    strict=True, reason="service.SpeechService._run_streamed and http.routes_openai._streamed call "
-                        "audio.encode_stream without the engine's sample rate (it falls back to audio.SAMPLE_RATE)")
-
-
-@CALLERS_PASS_THE_RATE
 def test_a_streamed_job_encodes_at_the_engines_rate(service, encode_stream_calls):
     pieces = []
     output = service.run_job({"transcript": "Rate check.", "seed": 2, "max_new_tokens": 20, "stream": True,
@@ -94,7 +88,6 @@ def test_a_streamed_job_encodes_at_the_engines_rate(service, encode_stream_calls
     assert encode_stream_calls[0].get("sample_rate") == service.engine.sample_rate
 
 
-@CALLERS_PASS_THE_RATE
 @pytest.mark.parametrize("stream_format", ["audio", "sse"])
 def test_streamed_speech_encodes_at_the_engines_rate(service, encode_stream_calls, stream_format):
     from fastapi.testclient import TestClient

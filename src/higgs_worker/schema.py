@@ -84,6 +84,10 @@ class SpeechRequest(BaseModel):
     chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `speaker` (and long dialogue with `auto`).")
     generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
     format: AudioFormat = Field("wav", description="Output encoding.")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Playback speed of the result, 0.25 to 4.0: a pitch-preserving "
+                                                          "time stretch of the generated audio.")
+    save_voice: str | None = Field(None, description="Also keep the generated speech as a library voice under this name "
+                                                     "(its text becomes the transcript), to reuse a designed voice.")
 
     # Worked out once by the service and kept for the request's life (checks, then generation, reuse them).
     _references: list | None = PrivateAttr(None)  # resolved voices
@@ -144,6 +148,13 @@ class SpeechRequest(BaseModel):
                                  f"{settings.max_scene_chars} (MAX_SCENE_CHARS)")
             out[f"SPEAKER{int(match.group(1))}"] = " ".join(text.clean(description).split())
         return out
+
+    @field_validator("save_voice")
+    @classmethod
+    def _save_voice(cls, value: str | None) -> str | None:
+        if value is not None and not VOICE_NAME.fullmatch(value):
+            raise ValueError("must be a voice name: 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        return value
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -226,7 +237,7 @@ class OpenAISpeech(BaseModel):
     voice: str = Field(..., description="A preset or uploaded voice name; `default` lets the model choose.")
     instructions: str | None = Field(None, description="How to speak: becomes the scene description.")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Only 1.0 is supported; other values are refused.")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Playback speed, 0.25 to 4.0 (pitch-preserving time stretch).")
     stream_format: Literal["audio", "sse"] | None = Field(None, description="`audio` (chunked) or `sse` events; unset returns the whole file.")
     seed: int | None = None
     temperature: float | None = None
@@ -236,6 +247,7 @@ class OpenAISpeech(BaseModel):
     scene_prompt: str | None = None
     speaker_descriptions: dict[str, str] | str | None = None
     ref_audio_in_system_message: bool | None = None
+    save_voice: str | None = None
     ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
     ref_text: str | None = None
     chunk_method: ChunkMethod | None = None
@@ -245,27 +257,19 @@ class OpenAISpeech(BaseModel):
     ras_win_len: int | None = None
     ras_win_max_num_repeat: int | None = None
 
-    @field_validator("speed")
-    @classmethod
-    def _speed(cls, value: float) -> float:
-        if value != 1.0:
-            raise ValueError("only 1.0 is supported: Higgs Audio V2 has no speed control (pace it with "
-                             "`instructions`, e.g. 'The speaker talks slowly.')")
-        return value
-
     def to_request(self) -> SpeechRequest:
         if self.instructions and self.scene_prompt:
             raise RequestError("instructions", "give either `instructions` or `scene_prompt`, not both")
         if self.ref_audio and self.voice not in DEFAULT_VOICES:
             raise RequestError("ref_audio", "give either a named `voice` or base64 `ref_audio`, not both")
-        body: dict[str, Any] = {"transcript": self.input, "format": self.response_format}
+        body: dict[str, Any] = {"transcript": self.input, "format": self.response_format, "speed": self.speed}
         body["scene_prompt"] = self.instructions if self.instructions is not None else self.scene_prompt
         body["ref_audio"] = self.ref_audio or (None if self.voice in DEFAULT_VOICES else self.voice)
         if self.ref_audio:
             body["ref_text"] = self.ref_text
         for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method", "chunk_max_word_num",
                      "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat",
-                     "speaker_descriptions", "ref_audio_in_system_message"):
+                     "speaker_descriptions", "ref_audio_in_system_message", "save_voice"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):
@@ -292,10 +296,11 @@ class Usage:
 
     prompt_tokens: int = 0
     audio_frames: int = 0
+    truncated: bool = False  # a chunk stopped at max_new_tokens before the end of its audio
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | bool]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.audio_frames,
-                "total_tokens": self.prompt_tokens + self.audio_frames}
+                "total_tokens": self.prompt_tokens + self.audio_frames, "truncated": self.truncated}
 
 
 @dataclass
@@ -312,6 +317,11 @@ class SpeechResult:
     generation_s: float
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # truncated, saved_voice, ...
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.extras.get("truncated"))
 
     @property
     def duration_s(self) -> float:
@@ -334,4 +344,5 @@ class SpeechResult:
             "real_time_factor": round(self.real_time_factor, 4),
             "usage": self.usage.as_dict(),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            **self.extras,
         }

@@ -7,6 +7,8 @@ this; nothing below knows who called.
 from __future__ import annotations
 
 import base64
+import io
+import itertools
 import logging
 import queue
 import secrets
@@ -18,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 
-from . import audio, text
+from . import audio, tempo, text
 from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
+from .engine.prompt import resolve_scene
 from .engine.scheduler import Job
 from .engine.streaming import StreamDecoder, stream_job
 from .safe_fetch import GuardedFetcher
@@ -109,9 +113,9 @@ class SpeechService:
         if settings.allow_ref_audio_urls:
             fetcher = GuardedFetcher(max_bytes=settings.max_ref_audio_bytes, timeout_s=settings.ref_audio_url_timeout_s,
                                      allow_http=settings.ref_audio_url_allow_http,
-                                     allow_loopback=settings.ref_audio_url_allow_loopback)
-        self.voices = voices or VoiceLibrary(settings.voices_dir, settings.max_ref_audio_bytes,
-                                             settings.max_ref_audio_seconds, fetcher)
+                                     allow_loopback=settings.ref_audio_url_allow_loopback,
+                                     max_concurrent=settings.max_concurrent_fetches)
+        self.voices = voices or VoiceLibrary.from_settings(settings, fetcher)
         self._storage: Storage | None = None
 
     @property
@@ -123,8 +127,10 @@ class SpeechService:
         if request._plan is not None:
             return request._plan
         normalised = text.normalize(request.transcript)
-        chunks = text.split_chunks(normalised, request.chunk_method, request.chunk_max_word_num,
-                                   request.chunk_max_num_turns)
+        budget = request.chunk_max_word_num
+        if request.chunk_method == "auto":
+            budget = text.auto_word_budget(request.max_new_tokens, budget)
+        chunks = text.split_chunks(normalised, request.chunk_method, budget, request.chunk_max_num_turns)
         if not chunks:
             raise RequestError("transcript", "has nothing to speak after normalisation")
         if len(chunks) > self.settings.max_chunks:
@@ -133,17 +139,20 @@ class SpeechService:
         request._plan = (normalised, chunks)
         return request._plan
 
-    def check(self, request: SpeechRequest) -> None:
-        """Everything that can refuse a request before the model runs: text, chunk count, voices.
+    def check(self, request: SpeechRequest, cancel: threading.Event | None = None) -> None:
+        """Everything that can refuse a request before the model runs: text, chunk count, voices, the name a
+        result is to be saved under.
 
         The resolved voices are kept on the request, so a URL or base64 reference is fetched and decoded once.
         """
         self.plan(request)
-        self._references(request)
+        self._references(request, cancel)
+        if request.save_voice and request.save_voice in self.voices.names():
+            raise RequestError("save_voice", f"a voice named {request.save_voice!r} already exists")
 
-    def _references(self, request: SpeechRequest) -> list:
+    def _references(self, request: SpeechRequest, cancel: threading.Event | None = None) -> list:
         if request._references is None:
-            request._references = self.voices.resolve(request)
+            request._references = self.voices.resolve(request, cancel)
         return request._references
 
     def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: _Record,
@@ -154,7 +163,7 @@ class SpeechService:
         previous chunks' codes, so chunks run one after another.
         """
         normalised, chunks = self.plan(request)
-        references = self._references(request)
+        references = self._references(request, cancel)
         speakers = text.speaker_tags(normalised)
 
         t = time.perf_counter()
@@ -163,7 +172,8 @@ class SpeechService:
         t = time.perf_counter()
         turns = [AudioTurn(r.transcript, engine.encode_reference(r.wave)) for r in references]
         record.timings["reference_encode"] = time.perf_counter() - t
-        context = build_context(request.scene_prompt, turns, speakers)
+        context = build_context(resolve_scene(request.scene_prompt), turns, speakers, request.speaker_descriptions,
+                                request.ref_audio_in_system_message)
 
         sampling = Sampling(request.temperature, request.top_p, request.top_k, request.ras_win_len,
                             request.ras_win_max_num_repeat, request.max_new_tokens)
@@ -182,7 +192,15 @@ class SpeechService:
             record.usage.audio_frames += result.steps
             record.frames += int(result.codes.shape[0])
             record.codes.append(result.codes)
+            if result.truncated:
+                record.truncated_chunks.append(index)
+                record.usage.truncated = True
             history.append(AudioTurn(chunk, result.codes))
+        if record.truncated_chunks:
+            log.warning("%d of %d chunk(s) reached max_new_tokens (%d frames) before the end of their audio, so the "
+                        "speech is cut there (chunks %s); raise max_new_tokens or lower chunk_max_word_num",
+                        len(record.truncated_chunks), len(chunks), request.max_new_tokens,
+                        ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
         record.timings["generate"] = record.generation_s
 
     def _record(self, request: SpeechRequest) -> _Record:
@@ -192,7 +210,7 @@ class SpeechService:
     def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
         """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
         record = self._record(request)
-        self.plan(request)  # refuse bad text before touching voices or the model
+        self.check(request, cancel)  # refuse bad text, voices and names before the model runs
         for _job in self._chunk_jobs(request, cancel, record):
             pass
         engine = self.engine
@@ -201,14 +219,35 @@ class SpeechService:
         codes = torch.cat(pieces) if pieces else torch.zeros((0, engine.num_codebooks), dtype=torch.long)
         wave = engine.decode(codes)  # one decode over all chunks: no seams at the joins
         record.timings["decode"] = time.perf_counter() - t
+        if request.save_voice:
+            self._save_voice(request, wave, engine.sample_rate, record)
+        if request.speed != 1.0:
+            t = time.perf_counter()
+            wave = tempo.stretch(wave, engine.sample_rate, request.speed)
+            record.timings["speed"] = time.perf_counter() - t
         t = time.perf_counter()
         encoded = audio.encode(wave, request.format, engine.sample_rate)
         record.timings["encode"] = time.perf_counter() - t
         return record.result(wave, engine.sample_rate, request.format, encoded)
 
+    def _save_voice(self, request: SpeechRequest, wave: np.ndarray, sample_rate: int, record: _Record) -> None:
+        """Keep the generated speech (at its natural pace) as a library voice with its text as the transcript.
+
+        A failure here does not cost the caller the audio: it is reported beside it (``save_voice_error``).
+        """
+        try:
+            buf = io.BytesIO()
+            sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
+            normalised, _ = self.plan(request)
+            self.voices.add_upload(request.save_voice, buf.getvalue(), normalised)
+            record.saved_voice = request.save_voice
+            log.info("saved the generated speech as voice %r (%.2f s)", request.save_voice, len(wave) / sample_rate)
+        except RequestError as exc:
+            record.save_voice_error = f"save_voice: {exc.message}"
+
     def synthesize_stream(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechStream:
         """The same speech as :meth:`synthesize`, as waveform pieces while it is generated."""
-        self.plan(request)
+        self.check(request, cancel)
         return SpeechStream(self, request, cancel)
 
 
@@ -280,7 +319,7 @@ class SpeechService:
         stream = self.synthesize_stream(request, cancel)
         limit = self.settings.stream_chunk_bytes
         index = 0
-        for data in audio.encode_stream(stream, request.format):
+        for data in stream.encoded():
             for start in range(0, len(data), limit):
                 emit({"chunk_index": index, "format": request.format,
                       "audio_base64": base64.b64encode(data[start:start + limit]).decode("ascii")})
@@ -303,12 +342,26 @@ class _Record:
     timings: dict[str, float] = field(default_factory=dict)
     first_audio_s: float | None = None
     codes: list[torch.Tensor] = field(default_factory=list)
+    truncated_chunks: list[int] = field(default_factory=list)  # chunks cut at max_new_tokens
+    saved_voice: str | None = None
+    save_voice_error: str | None = None
+
+    def extras(self) -> dict[str, Any]:
+        """Fields every result carries beyond the audio: truncation and the saved voice."""
+        out: dict[str, Any] = {"truncated": bool(self.truncated_chunks)}
+        if self.truncated_chunks:
+            out["truncated_chunks"] = list(self.truncated_chunks)
+        if self.saved_voice:
+            out["saved_voice"] = self.saved_voice
+        if self.save_voice_error:
+            out["save_voice_error"] = self.save_voice_error
+        return out
 
     def result(self, wave, sample_rate: int, fmt: str, encoded: bytes) -> SpeechResult:
         self.timings["total"] = time.perf_counter() - self.started
         return SpeechResult(waveform=wave, sample_rate=sample_rate, format=fmt, audio=encoded, seed=self.seed,
                             chunks=self.chunks, frames=self.frames, generation_s=self.generation_s,
-                            usage=self.usage, timings=self.timings)
+                            usage=self.usage, timings=self.timings, extras=self.extras())
 
 
 class SpeechStream:
@@ -332,13 +385,31 @@ class SpeechStream:
         decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
         frames: queue.Queue[torch.Tensor] = queue.Queue()
+        stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
+        natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice
         for job in self._service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
             for piece in stream_job(job, frames, decoder, engine.num_codebooks):
-                yield from self._emit(piece)
-        yield from self._emit(decoder.flush())
+                if self.request.save_voice:
+                    natural.append(piece)
+                yield from self._emit(stretcher.feed(piece))
+        tail = decoder.flush()
+        if self.request.save_voice:
+            natural.append(tail)
+            self._service._save_voice(self.request, np.concatenate(natural), engine.sample_rate, record)
+        yield from self._emit(stretcher.feed(tail))
+        yield from self._emit(stretcher.close())
         record.timings["total"] = time.perf_counter() - record.started
         if record.first_audio_s is not None:
             record.timings["first_audio"] = record.first_audio_s
+
+    def encoded(self) -> Iterator[bytes]:
+        """The stream encoded in the request's format by one encoder, at the engine's own sample rate (known
+        once the engine is up, so the first piece is taken before the encoder starts)."""
+        pieces = iter(self)
+        first = next(pieces, None)
+        head = [] if first is None else [first]
+        yield from audio.encode_stream(itertools.chain(head, pieces), self.request.format,
+                                       self.sample_rate or audio.SAMPLE_RATE)
 
     def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
         if piece.size:
@@ -354,5 +425,5 @@ class SpeechStream:
             "format": self.request.format, "sample_rate": self.sample_rate, "duration_s": round(duration, 4),
             "frames": record.frames, "chunks": record.chunks, "seed": record.seed,
             "generation_s": round(record.generation_s, 4), "usage": record.usage.as_dict(),
-            "timings": {k: round(v, 4) for k, v in record.timings.items()},
+            "timings": {k: round(v, 4) for k, v in record.timings.items()}, **record.extras(),
         }

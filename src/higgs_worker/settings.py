@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # HTTP server.
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP server.")
-    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping` and `/health` needs one.")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping`, `/health` and `/` needs one (checked from the headers, before the body).")
     public_docs: bool = Field(False, description="With `API_KEYS` set, still serve `/docs`, `/redoc` and `/openapi.json` without a key (they describe the API, not its data).")
 
     # Request limits.

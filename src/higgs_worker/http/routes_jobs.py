@@ -112,8 +112,10 @@ async def purge_queue(request: Request) -> dict[str, Any]:
 def model_state(request: Request) -> dict[str, Any]:
     holder = request.app.state.service.holder
     if holder.ready:
-        scheduler = holder.get().scheduler
-        return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize()}
+        engine = holder.get()
+        scheduler = engine.scheduler
+        return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize(),
+                "source": engine.loaded.source or None}
     if holder.error is not None:  # a generic reason and an error id: the detail (paths, ...) is in the log
         return {"state": "failed", "error": public_error(holder.error)}
     return {"state": "loading" if holder.loading else "not_loaded"}

@@ -57,10 +57,13 @@ def _ensure_model(service: SpeechService) -> None:
 
 
 @router.get("/v1/models", summary="Model names accepted by /v1/audio/speech")
-async def models() -> dict[str, Any]:
+async def models(request: Request) -> dict[str, Any]:
     now = int(time.time())
-    return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "higgs-audio-worker"}
-                                       for m in MODEL_IDS]}
+    holder = _service(request).holder
+    source = holder.get().loaded.source if holder.ready else {}
+    extra = {"higgs_model": source} if source else {}  # the repo and commit loaded, from the fetch marker
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "higgs-audio-worker",
+                                        **extra} for m in MODEL_IDS]}
 
 
 @router.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
@@ -110,7 +113,12 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
     request.app.state.metrics.observe_result(result.duration_s, result.generation_s, None)
     engine_s = sum(result.timings.get(k, 0.0) for k in ("reference_encode", "generate", "decode"))
     headers = {"X-Seed": str(result.seed), "X-Audio-Duration": f"{result.duration_s:.3f}",
-               "X-Generation-Time": f"{result.generation_s:.3f}", "X-Engine-Time": f"{engine_s:.4f}"}
+               "X-Generation-Time": f"{result.generation_s:.3f}", "X-Engine-Time": f"{engine_s:.4f}",
+               "X-Higgs-Chunks": str(result.chunks), "X-Higgs-Truncated": "true" if result.truncated else "false"}
+    if result.extras.get("saved_voice"):
+        headers["X-Higgs-Saved-Voice"] = result.extras["saved_voice"]
+    if result.extras.get("save_voice_error"):
+        headers["X-Higgs-Save-Voice-Error"] = result.extras["save_voice_error"][:200]
     return Response(result.audio, media_type=audio.MEDIA_TYPES[result.format], headers=headers)
 
 
@@ -275,7 +283,7 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
             state.speech_inflight -= 1
 
     def start() -> _Pipe:
-        return _Pipe(audio.encode_stream(stream, fmt), cancel, settings.stream_buffer_pieces)
+        return _Pipe(stream.encoded(), cancel, settings.stream_buffer_pieces)
 
     def audio_done() -> bytes:
         _observe(stream, state.metrics)
@@ -295,7 +303,10 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
         done = {"type": "speech.audio.done", "usage": {"input_tokens": usage["prompt_tokens"],
                                                        "output_tokens": usage["completion_tokens"],
                                                        "total_tokens": usage["total_tokens"]},
-                "seed": meta["seed"], "duration_s": meta["duration_s"]}
+                "seed": meta["seed"], "duration_s": meta["duration_s"], "truncated": meta["truncated"]}
+        for key in ("truncated_chunks", "saved_voice", "save_voice_error"):
+            if key in meta:
+                done[key] = meta[key]
         _observe(stream, state.metrics)
         return f"data: {json.dumps(done)}\n\n".encode()
 
