@@ -159,6 +159,15 @@ def test_audio_beyond_30_seconds_is_windowed_with_offsets(recognizer):
     assert any(w.end <= 30.0 for w in transcript.words)
 
 
+def test_alignment_in_parts_gives_the_same_times(recognizer, monkeypatch):
+    from higgs_worker.asr import recognizer as module
+
+    wave = speechlike(65.0, seed=4)
+    whole = recognizer.transcribe(wave, "en")
+    monkeypatch.setattr(module, "ALIGN_ROWS", 1)
+    assert recognizer.transcribe(wave, "en") == whole
+
+
 def test_a_failed_batch_fails_its_callers_and_the_next_batch_works(recognizer):
     recognizer.model.generate = CountingGenerate(recognizer.model, fail=True)
     try:

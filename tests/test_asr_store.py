@@ -32,8 +32,8 @@ def child_env(hub, volume, **extra):
 
 
 def fetch_models(hub, volume, **extra):
-    return subprocess.run([sys.executable, "-m", "higgs_worker.cli", "fetch-models"], env=child_env(hub, volume, **extra),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "higgs_worker.cli", "fetch-models"], check=False,
+                          env=child_env(hub, volume, **extra), capture_output=True, text=True, timeout=300)
 
 
 def asr_files(hub):
@@ -81,7 +81,7 @@ def test_build_recognizer_fetches_an_empty_asr_path_then_loads_it(tiny_model_dir
               "print('OK', rec.batch_window_s, rec.max_batch_size, bool(t.text))\n"
               "rec.close()\n")
     with FakeHub(hub_repos(tiny_model_dir)) as hub:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300,
                               env=child_env(hub, tmp_path, ASR="on", ASR_BATCH_WINDOW_MS="20",
                                             ASR_MAX_BATCH_SIZE="4", DEVICE="cpu"))
         assert done.returncode == 0, done.stdout + done.stderr

@@ -3,8 +3,9 @@
 A cue holds at most ``max_lines`` lines of at most ``max_line_chars`` columns (a wide CJK character takes two)
 and lasts at most ``max_cue_s``. Cues end at the end of a sentence when they have some length already, and at a
 pause longer than ``max_gap_s``; when a cue is full, it ends after the last clause punctuation of its second half
-if there is one, so lines break where a reader pauses. Two lines are balanced rather than filled greedily. Scripts written without spaces (Chinese,
-Japanese) join their words without them and may break anywhere between characters.
+if there is one, so lines break where a reader pauses. Two lines are balanced rather than filled greedily.
+Scripts written without spaces (Chinese, Japanese) join their words without them and may break anywhere between
+characters.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _join(words: Sequence[str]) -> str:
 
 
 def _wrap(words: Sequence[str], columns: int, max_lines: int) -> list[str] | None:
-    """Lines for ``words`` within ``columns`` (see :func:`width`), balanced when two; ``None`` when they need too many."""
+    """Lines for ``words`` within ``columns`` (see :func:`width`), balanced when two; ``None`` if too many."""
     lines: list[list[str]] = [[]]
     for w in words:
         if lines[-1] and width(_join([*lines[-1], w])) > columns:
@@ -160,7 +161,7 @@ def build_cues(words: Iterable[Word], *, max_line_chars: int = 42, max_lines: in
 
 
 def _timestamp(seconds: float, separator: str) -> str:
-    ms = max(0, int(round(seconds * 1000)))
+    ms = max(0, round(seconds * 1000))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
@@ -171,8 +172,8 @@ def _millisecond_times(cues: Sequence[Cue]) -> list[tuple[int, int]]:
     """Cue times in whole milliseconds, each cue at least 1 ms long and none overlapping after rounding."""
     times, last = [], 0
     for cue in cues:
-        start = max(int(round(cue.start * 1000)), last)
-        end = max(int(round(cue.end * 1000)), start + 1)
+        start = max(round(cue.start * 1000), last)
+        end = max(round(cue.end * 1000), start + 1)
         times.append((start, end))
         last = end
     return times

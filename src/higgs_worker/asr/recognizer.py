@@ -45,6 +45,7 @@ SOURCE_RATE = 24000  # what the TTS engine produces
 WINDOW_S = 30.0  # Whisper hears 30 s at a time
 SEARCH_CUT_S = 5.0  # a long waveform is cut at the quietest point of the last 5 s of each window
 FRAME_S = 0.02  # one encoder position: two 10 ms mel frames
+ALIGN_ROWS = 8  # rows per alignment pass (bounds the memory of the attention weights it returns)
 #: Languages written without spaces between words: each character (unicode unit) is a word.
 NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 
@@ -367,27 +368,33 @@ class Recognizer:
     def _align(self, encoded, prefix: list[list[int]], texts: list[list[int]],
                batch: list[_Window]) -> list[np.ndarray | None]:
         """Start time of each text token and of the end token, per row (see the module docstring)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
         model = self.model
-        rows = [p + t + [self._eos] for p, t in zip(prefix, texts)]
-        length = max(len(r) for r in rows)
-        ids = torch.tensor([r + [self._eos] * (length - len(r)) for r in rows], device=self.loaded.device)
+        heads = [(int(layer), int(head)) for layer, head in model.generation_config.alignment_heads]
+        width = int(getattr(model.config, "median_filter_width", 7))
+        starts: list[np.ndarray | None] = [None] * len(batch)
         previous = model.config._attn_implementation
         model.set_attn_implementation("eager")  # only eager attention returns its weights; this thread owns the model
         try:
-            out = model(encoder_outputs=encoded, decoder_input_ids=ids, output_attentions=True, use_cache=False)
+            # a few rows at a time: every layer's attention over 1500 frames is returned, not just the heads used
+            for lo in range(0, len(batch), ALIGN_ROWS):
+                hi = min(lo + ALIGN_ROWS, len(batch))
+                rows = [p + t + [self._eos] for p, t in zip(prefix[lo:hi], texts[lo:hi])]
+                length = max(len(r) for r in rows)
+                ids = torch.tensor([r + [self._eos] * (length - len(r)) for r in rows], device=self.loaded.device)
+                part = BaseModelOutput(last_hidden_state=encoded.last_hidden_state[lo:hi])
+                out = model(encoder_outputs=part, decoder_input_ids=ids, output_attentions=True, use_cache=False)
+                weights = torch.stack([out.cross_attentions[layer][:, head] for layer, head in heads], dim=1)
+                del out
+                for k in range(lo, hi):
+                    p, t = prefix[k], texts[k]
+                    if t:
+                        # the query at position len(p)-1+i predicts text token i; i = len(t) is the end token
+                        frames = max(1, batch[k].frames // 2)
+                        starts[k] = token_start_times(weights[k - lo, :, len(p) - 1:len(p) + len(t), :frames], width)
         finally:
             model.set_attn_implementation(previous)
-        heads = [(int(layer), int(head)) for layer, head in model.generation_config.alignment_heads]
-        weights = torch.stack([out.cross_attentions[layer][:, head] for layer, head in heads], dim=1)
-        width = int(getattr(model.config, "median_filter_width", 7))
-        starts: list[np.ndarray | None] = []
-        for k, (p, t, window) in enumerate(zip(prefix, texts, batch)):
-            positions = max(1, window.frames // 2)
-            if not t:
-                starts.append(None)
-                continue
-            # the query at position len(p)-1+i predicts text token i; i = len(t) is the end token
-            starts.append(token_start_times(weights[k, :, len(p) - 1:len(p) + len(t), :positions], width))
         return starts
 
     def _words(self, tokens: list[int], starts: np.ndarray, code: str, duration: float) -> tuple[Word, ...]:

@@ -26,7 +26,7 @@ def sound_end(wave: np.ndarray, rate: int, threshold_db: float = -45.0) -> int:
     wave = np.asarray(wave)
     if wave.size == 0:
         return 0
-    frame = max(1, int(round(rate * FRAME_S)))
+    frame = max(1, round(rate * FRAME_S))
     rms = _frame_rms(wave.reshape(-1), frame)
     peak = float(rms.max())
     if peak <= 0.0:
@@ -48,5 +48,5 @@ def trim_trailing_silence(wave: np.ndarray, rate: int, max_silence_s: float = 0.
     """
     if max_silence_s < 0:
         raise ValueError("max_silence_s must be >= 0")
-    keep = sound_end(wave, rate, threshold_db) + int(round(max_silence_s * rate))
+    keep = sound_end(wave, rate, threshold_db) + round(max_silence_s * rate)
     return wave[:keep] if keep < len(wave) else wave
