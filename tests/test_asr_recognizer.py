@@ -187,6 +187,27 @@ def test_empty_audio_needs_no_model_and_closed_recognizer_refuses(loaded):
         rec.transcribe(speechlike(1.0), "en")
 
 
+def test_close_finishes_or_refuses_queued_work_without_waiting_out_the_window(loaded):
+    import time
+
+    rec = Recognizer(loaded, batch_window_s=60.0)
+    outcome = {}
+
+    def call():
+        try:
+            outcome["result"] = rec.transcribe(speechlike(1.0), "en", timeout=120)
+        except RecognizerClosed as exc:
+            outcome["result"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    started = time.monotonic()
+    rec.close()
+    caller.join(timeout=120)
+    assert not caller.is_alive() and time.monotonic() - started < 30  # not the 60 s window
+    assert isinstance(outcome["result"], RecognizerClosed) or outcome["result"].text
+
+
 def test_metrics_count_batches_and_audio(loaded):
     registry = CollectorRegistry()
     metrics = ASRMetrics(registry)

@@ -189,6 +189,7 @@ class Recognizer:
         self._max_target = int(self.model.config.max_target_positions)
         self._queue: queue.Queue[_Window | None] = queue.Queue()
         self._closed = threading.Event()
+        self._close_lock = threading.Lock()  # a window is queued before the close sentinel or refused
         self._thread = threading.Thread(target=self._serve, name="asr-recognizer", daemon=True)
         self._thread.start()
 
@@ -235,9 +236,10 @@ class Recognizer:
 
     def close(self) -> None:
         """Stop the model thread after the work already queued; later calls raise :class:`RecognizerClosed`."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self._queue.put(None)
+        with self._close_lock:
+            if not self._closed.is_set():
+                self._closed.set()
+                self._queue.put(None)
         self._thread.join(timeout=60)
 
     def __enter__(self) -> Recognizer:
@@ -247,9 +249,10 @@ class Recognizer:
         self.close()
 
     def _submit(self, window: _Window) -> None:
-        if self._closed.is_set():
-            raise RecognizerClosed("the recognizer is closed")
-        self._queue.put(window)
+        with self._close_lock:
+            if self._closed.is_set():
+                raise RecognizerClosed("the recognizer is closed")
+            self._queue.put(window)
 
     def _windows(self, samples: np.ndarray, sample_rate: int, code: str | None) -> list[_Window]:
         rate = self.sample_rate
