@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from higgs_worker.jobs import CANCELLED, COMPLETED, FAILED, JobStore
+from higgs_worker.jobs import CANCELLED, COMPLETED, FAILED, TIMED_OUT, JobStore, NotRetryable
 from servers import wait_until
 
 
@@ -23,7 +23,7 @@ def finished(store, job):
     return job
 
 
-def test_input_is_dropped_when_a_job_ends():
+def test_input_is_dropped_when_a_job_ends_unless_it_may_be_retried():
     release = threading.Event()
 
     def work(job, emit):
@@ -41,7 +41,7 @@ def test_input_is_dropped_when_a_job_ends():
     assert queued.status == CANCELLED and queued.input is None  # cancelled while queued: dropped at once
     release.set()
     assert finished(store, good).status == COMPLETED and good.input is None
-    assert finished(store, bad).status == FAILED and bad.input is None
+    assert finished(store, bad).status == FAILED and bad.input["big"] == "y" * 100_000  # kept for /retry
     store.shutdown()
 
 
@@ -77,11 +77,12 @@ def test_finished_jobs_capped_by_bytes_oldest_first_newest_kept():
     store.shutdown()
 
 
-def test_failed_jobs_count_only_their_error_not_their_input():
-    store = make_store(lambda job, emit: {"error": "transcript: must not be empty"}, retain_bytes=10_000)
-    jobs = [finished(store, store.submit({"junk": "j" * 1_000_000})) for _ in range(5)]
-    assert all(store.get(j.id) is not None for j in jobs)
-    assert store.retained()[1] < 1000
+def test_failed_jobs_keep_their_input_within_the_byte_cap():
+    store = make_store(lambda job, emit: {"error": "transcript: must not be empty"}, retain_bytes=150_000)
+    jobs = [finished(store, store.submit({"junk": "j" * 100_000})) for _ in range(5)]
+    assert [store.get(j.id) is not None for j in jobs] == [False] * 4 + [True]  # each counts its 100 kB input
+    count, size = store.retained()
+    assert count == 1 and 100_000 < size < 101_000
     store.shutdown()
 
 
@@ -187,4 +188,103 @@ def test_unexpected_errors_reach_callers_as_an_id_and_the_log_as_detail(caplog):
     assert job.status == FAILED and "/secret" not in job.error and "error id" in job.error
     ref = job.error.split("error id ")[1].split(";")[0]
     assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+    store.shutdown()
+
+
+def test_a_job_policy_timeout_replaces_the_store_default():
+    def work(job, emit):
+        job.cancel.wait(30)
+        raise RuntimeError("stopped")
+
+    store = make_store(work, timeout_s=60)
+    job = finished(store, store.submit({}, timeout_s=0.3))
+    assert job.status == TIMED_OUT and "0.3 s limit (policy.executionTimeout)" in job.error
+    assert job.input == {}  # kept: a timed-out job may be retried
+    store.shutdown()
+
+
+def test_ttl_forgets_a_finished_job_before_the_retention_time():
+    store = make_store(lambda job, emit: {"ok": True}, retention_s=3600)
+    short = finished(store, store.submit({}, ttl_s=0.3))
+    plain = finished(store, store.submit({}))
+    assert store.get(short.id) is short
+    wait_until(lambda: store.get(short.id) is None, 10, "the ttl to pass")
+    assert store.get(plain.id) is plain and store.retained()[0] == 1
+    store.shutdown()
+
+
+def test_ttl_of_a_queued_job_means_it_never_runs_and_of_a_running_job_stops_it():
+    ran = []
+    release = threading.Event()
+
+    def work(job, emit):
+        ran.append(job.id)
+        release.wait(30) if job.input == "blocker" else job.cancel.wait(30)
+        return {"ok": True}
+
+    store = make_store(work, workers=1)
+    running = store.submit("running", ttl_s=0.5)
+    wait_until(lambda: running.status == "IN_PROGRESS", 10, "the first job to start")
+    queued = store.submit("queued", ttl_s=0.3)
+    wait_until(lambda: store.get(queued.id) is None and store.get(running.id) is None, 10, "both ttls")
+    assert queued.status == CANCELLED and queued.id not in ran
+    assert running.done.wait(10)  # stopped at its cancel event, then not kept
+    assert store.get(running.id) is None and store.retained() == (0, 0)
+    store.shutdown()
+
+
+def test_retry_runs_a_failed_job_again_with_the_same_id_and_input():
+    attempts = []
+
+    def work(job, emit):
+        attempts.append(job.input)
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+        return {"n": job.input["n"]}
+
+    store = make_store(work)
+    job = finished(store, store.submit({"n": 7}))
+    assert job.status == FAILED and store.retained()[1] > 0
+    again = store.retry(job.id)
+    assert again is job and job.id == again.id
+    assert finished(store, job).status == COMPLETED and job.output == {"n": 7} and job.error is None
+    assert attempts == [{"n": 7}, {"n": 7}] and job.input is None and job.retries == 1
+    assert store.counts()["jobs"]["retried"] == 1
+    with pytest.raises(NotRetryable, match="COMPLETED"):
+        store.retry(job.id)
+    rejected = store.reject("top_p: too big")
+    with pytest.raises(NotRetryable, match="new job"):
+        store.retry(rejected.id)
+    assert store.retry("local-nobody") is None
+    store.shutdown()
+
+
+def test_end_listener_hears_each_final_state_once_after_the_result_is_readable():
+    heard = []
+    store = make_store(lambda job, emit: {"n": 1} if job.input else {"error": "bad"})
+
+    def on_end(job):
+        assert job.done.is_set() and store.get(job.id) is job  # readable before anyone is told
+        heard.append(job.view())
+
+    ok = finished(store, store.submit(True, on_end=on_end))
+    failed = finished(store, store.submit(False, on_end=on_end))
+    refused = store.reject("x: unknown field", on_end=on_end)
+    wait_until(lambda: len(heard) == 3, 10, "three ends")
+    assert [h["status"] for h in heard] == [COMPLETED, FAILED, FAILED]
+    assert heard[0]["output"] == {"n": 1} and heard[0]["id"] == ok.id
+    assert heard[1]["error"] == "bad" and heard[1]["id"] == failed.id and heard[2]["id"] == refused.id
+    store.retry(failed.id)
+    wait_until(lambda: len(heard) == 4, 10, "the retried job's end")
+    store.shutdown()
+
+
+def test_a_failing_end_listener_does_not_keep_the_job_from_ending():
+    store = make_store(lambda job, emit: {"n": 1})
+
+    def broken(job):
+        raise RuntimeError("listener bug")
+
+    job = finished(store, store.submit({}, on_end=broken))
+    assert job.status == COMPLETED
     store.shutdown()

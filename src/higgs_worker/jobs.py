@@ -2,18 +2,21 @@
 
 In memory, like a RunPod worker's own view: every accepted job reaches a final state (COMPLETED, FAILED,
 CANCELLED or TIMED_OUT). Jobs run on a thread pool; the work function gets the job (input, cancel event, id) and a
-callback for stream pieces.
+callback for stream pieces. A job may carry RunPod's policy (its own execution timeout, and a ``ttl`` counted from
+submission after which it is forgotten whatever its state) and a callback told once it ends (webhooks).
 
-Memory stays bounded whatever callers send: a job's input is dropped the moment it ends; finished jobs are kept
-for ``JOB_RETENTION_S`` but at most ``JOB_RETAIN_MAX`` of them and ``JOB_RETAIN_BYTES`` of their outputs, the
-oldest forgotten first; stream pieces are dropped once ``/stream`` has handed them out, and at most
-``STREAM_BUFFER_PIECES`` wait unread (the job pauses, and is stopped when nobody reads for
-``STREAM_STALL_TIMEOUT_S``). Finished jobs are tracked in finish order with a running byte total, so pruning
-touches only the jobs it forgets.
+Memory stays bounded whatever callers send: a job's input is dropped the moment it ends, except for FAILED and
+TIMED_OUT jobs, which keep it (counted in the byte total) so ``/retry`` can run them again; finished jobs are kept
+for ``JOB_RETENTION_S`` (or less, when their ``ttl`` ends first) but at most ``JOB_RETAIN_MAX`` of them and
+``JOB_RETAIN_BYTES`` of their outputs, errors and kept inputs, the oldest forgotten first; stream pieces are dropped
+once ``/stream`` has handed them out, and at most ``STREAM_BUFFER_PIECES`` wait unread (the job pauses, and is
+stopped when nobody reads for ``STREAM_STALL_TIMEOUT_S``). Finished jobs are tracked in finish order with a running
+byte total, and jobs with a ``ttl`` in a heap by expiry, so pruning touches only the jobs it forgets.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -33,6 +36,8 @@ FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 TIMED_OUT = "TIMED_OUT"
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
+#: Final states ``/retry`` may run again; these jobs keep their input until they are forgotten.
+RETRYABLE = frozenset({FAILED, TIMED_OUT})
 
 #: Longest error text a finished job keeps (an error may quote a caller's field name).
 MAX_ERROR_CHARS = 1000
@@ -48,10 +53,14 @@ class StreamStalled(RuntimeError):
     """Nobody read a job's stream while its buffer was full for the stall timeout: the job is stopped."""
 
 
+class NotRetryable(RuntimeError):
+    """``/retry`` on a job that is not FAILED or TIMED_OUT, or whose input was never kept; the message says which."""
+
+
 @dataclass(eq=False)
 class Job:
     id: str
-    input: Any  # dropped (None) once the job ends
+    input: Any  # dropped (None) once the job ends, unless it ends FAILED or TIMED_OUT (kept for /retry)
     status: str = IN_QUEUE
     output: Any = None
     error: str | None = None
@@ -67,6 +76,12 @@ class Job:
     stalled: bool = False
     size: int = 0  # bytes counted against JOB_RETAIN_BYTES once finished
     done: threading.Event = field(default_factory=threading.Event)
+    input_size: int = 0  # bytes of the input, counted while a FAILED or TIMED_OUT job keeps it
+    timeout_s: float | None = None  # policy.executionTimeout; None: the store's JOB_TIMEOUT_S
+    expires: float | None = None  # policy.ttl: forgotten at this time (epoch seconds), whatever its state
+    expired: bool = False  # its ttl passed: forgotten, and not kept once it ends
+    on_end: Callable[[Job], None] | None = None  # told once each time the job reaches a final state
+    retries: int = 0
 
     def view(self) -> dict[str, Any]:
         """The job as RunPod's ``/status`` shows it."""
@@ -122,39 +137,98 @@ class JobStore:
         self.stream_buffer = stream_buffer
         self.stall_s = stall_s
         self._describe_error = describe_error
+        self._expiries: list[tuple[float, str]] = []  # (expiry, job id) of jobs with a ttl, soonest first
         self.completed = 0
         self.failed = 0
+        self.retried = 0
         self._running = 0
         self._accepting = True
         self._on_change = on_change or (lambda: None)
 
     # -- intake ---------------------------------------------------------------------------------------------
 
-    def submit(self, job_input: Any) -> Job:
-        """Queue a job whose input has already been validated."""
+    def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
+               ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None) -> Job:
+        """Queue a job whose input has already been validated.
+
+        ``timeout_s`` replaces the store's timeout for this job; ``ttl_s`` forgets it that long after now, whatever
+        its state (a queued job never runs, a running one is stopped); ``on_end`` is told each time it ends.
+        """
         if not self._accepting:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
-        job = Job(id=f"local-{uuid.uuid4()}", input=job_input)
+        job = self._new(job_input, ttl_s, on_end)
+        job.input_size = approx_size(job_input) if input_size is None else input_size
+        job.timeout_s = timeout_s
         with self._cond:
             self._prune()
             if len(self._open) >= self.max_open:
                 raise QueueFull(f"{len(self._open)} jobs are queued or running; the limit is {self.max_open} "
                                 "(MAX_CONCURRENT_JOBS)")
-            self._jobs[job.id] = job
+            self._add(job)
             self._open[job.id] = job
         self._pool.submit(self._run, job)
         self._on_change()
         return job
 
-    def reject(self, error: str) -> Job:
+    def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None) -> Job:
         """Record a job refused before queueing (bad input): FAILED at once with ``error``, no input kept."""
-        job = Job(id=f"local-{uuid.uuid4()}", input=None)
+        job = self._new(None, ttl_s, on_end)
         with self._cond:
             self._prune()
-            self._jobs[job.id] = job
+            self._add(job)
             self._finish(job, FAILED, error=error)
         self._on_change()
         return job
+
+    def retry(self, job_id: str) -> Job | None:
+        """Queue a FAILED or TIMED_OUT job again, same id, with the input it kept (RunPod's ``/retry``).
+
+        None for an unknown (or forgotten) job; :class:`NotRetryable` when it is in another state or kept no input;
+        :class:`QueueFull` when the queue is full. Its policy and ``on_end`` stay; its ``ttl`` still counts from
+        the first submission.
+        """
+        if not self._accepting:
+            raise RuntimeError("the worker is shutting down and takes no new jobs")
+        with self._cond:
+            self._prune()
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.status not in RETRYABLE:
+                raise NotRetryable(f"job {job_id!r} is {job.status}; only FAILED or TIMED_OUT jobs can be retried")
+            if job.input is None:
+                raise NotRetryable(f"job {job_id!r} was refused before it was queued (its input was not valid) and "
+                                   "kept no input; correct the input and submit a new job")
+            if len(self._open) >= self.max_open:
+                raise QueueFull(f"{len(self._open)} jobs are queued or running; the limit is {self.max_open} "
+                                "(MAX_CONCURRENT_JOBS)")
+            self._finished.pop(job.id, None)
+            self._finished_bytes -= job.size
+            job.size = 0
+            job.status, job.output, job.error = IN_QUEUE, None, None
+            job.started = job.ended = None
+            job.stream, job.stream_bytes = [], 0
+            job.cancel, job.done = threading.Event(), threading.Event()
+            job.timed_out = job.stalled = False
+            job.last_read = time.monotonic()
+            job.retries += 1
+            self.retried += 1
+            self._open[job.id] = job
+        self._pool.submit(self._run, job)
+        self._on_change()
+        return job
+
+    def _new(self, job_input: Any, ttl_s: float | None, on_end: Callable[[Job], None] | None) -> Job:
+        job = Job(id=f"local-{uuid.uuid4()}", input=job_input, on_end=on_end)
+        if ttl_s is not None:
+            job.expires = job.created + ttl_s
+        return job
+
+    def _add(self, job: Job) -> None:
+        """Make ``job`` known (caller holds the lock); a job with a ttl joins the expiry heap."""
+        self._jobs[job.id] = job
+        if job.expires is not None:
+            heapq.heappush(self._expiries, (job.expires, job.id))
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
@@ -205,7 +279,7 @@ class JobStore:
             queued = len(self._open) - running
             return {
                 "jobs": {"completed": self.completed, "failed": self.failed, "inProgress": running,
-                         "inQueue": queued, "retried": 0},
+                         "inQueue": queued, "retried": self.retried},
                 "workers": {"idle": max(0, self.workers - running), "running": running},
             }
 
@@ -235,7 +309,8 @@ class JobStore:
             job.last_read = time.monotonic()
             self._running += 1
         self._on_change()
-        timer = threading.Timer(self.timeout_s, self._time_out, args=(job,))
+        timeout_s = job.timeout_s if job.timeout_s is not None else self.timeout_s
+        timer = threading.Timer(timeout_s, self._time_out, args=(job,))
         timer.daemon = True
         timer.start()
         try:
@@ -244,7 +319,8 @@ class JobStore:
             error = None if job.cancel.is_set() else self._describe_error(exc)
             with self._cond:
                 if job.timed_out:
-                    self._finish(job, TIMED_OUT, error=f"job ran past its {self.timeout_s:g} s limit (JOB_TIMEOUT_S)")
+                    source = "JOB_TIMEOUT_S" if job.timeout_s is None else "policy.executionTimeout"
+                    self._finish(job, TIMED_OUT, error=f"job ran past its {timeout_s:g} s limit ({source})")
                 elif job.stalled:
                     self._finish(job, FAILED, error=f"stream: no /stream call took the waiting audio for "
                                                     f"{self.stall_s:g} s (STREAM_STALL_TIMEOUT_S); the job was stopped")
@@ -291,7 +367,8 @@ class JobStore:
             job.stream_bytes += size
 
     def _finish(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
-        """Move ``job`` to a final state (caller holds the lock); drop its input; count it for retention."""
+        """Move ``job`` to a final state (caller holds the lock); drop its input unless it may be retried; count
+        it for retention; tell its ``on_end``."""
         if job.status in FINAL:
             return
         if job.status == IN_PROGRESS:
@@ -301,24 +378,46 @@ class JobStore:
         job.status = status
         job.output = output
         job.error = error
-        job.input = None
+        kept = status in RETRYABLE and job.input is not None and not job.expired
+        if not kept:
+            job.input = None
         job.ended = time.time()
         self._open.pop(job.id, None)
         if status == COMPLETED:
             self.completed += 1
         elif status in (FAILED, TIMED_OUT):
             self.failed += 1
-        job.size = approx_size(output) + len(error or "") + job.stream_bytes
-        self._finished[job.id] = job
-        self._finished_bytes += job.size
-        self._evict()
+        if not job.expired:  # an expired job is already forgotten: nothing is kept for it
+            job.size = approx_size(output) + len(error or "") + job.stream_bytes + (job.input_size if kept else 0)
+            self._finished[job.id] = job
+            self._finished_bytes += job.size
+            self._evict()
         job.done.set()
         self._cond.notify_all()
+        if job.on_end is not None:
+            try:
+                job.on_end(job)
+            except Exception:  # noqa: BLE001 - a listener must never keep a job from ending
+                log.exception("job %s: end listener failed", job.id)
 
     def _forget_oldest(self) -> None:
         job_id, job = self._finished.popitem(last=False)
         self._finished_bytes -= job.size
-        del self._jobs[job_id]
+        self._jobs.pop(job_id, None)
+
+    def _expire(self, job: Job) -> None:
+        """``job``'s ttl passed (caller holds the lock): forget it now; stop it when queued or running."""
+        self._jobs.pop(job.id, None)
+        job.expired = True
+        if job.id in self._finished:
+            del self._finished[job.id]
+            self._finished_bytes -= job.size
+            job.input = None
+            return
+        job.cancel.set()
+        if job.status == IN_QUEUE:
+            self._finish(job, CANCELLED, error="its policy.ttl passed before it started")
+        self._cond.notify_all()
 
     def _evict(self) -> None:
         """Forget the oldest finished jobs while over the count or byte limit; the newest always stays."""
@@ -327,8 +426,15 @@ class JobStore:
             self._forget_oldest()
 
     def _prune(self) -> None:
-        """Forget finished jobs past their retention time (the oldest are first in finish order)."""
-        cutoff = time.time() - self.retention_s
+        """Forget jobs past their ttl (soonest first in the heap) and finished jobs past their retention time (the
+        oldest are first in finish order)."""
+        now = time.time()
+        while self._expiries and self._expiries[0][0] <= now:
+            expires, job_id = heapq.heappop(self._expiries)
+            job = self._jobs.get(job_id)
+            if job is not None and job.expires == expires:
+                self._expire(job)
+        cutoff = now - self.retention_s
         while self._finished:
             oldest = next(iter(self._finished.values()))
             if oldest.ended is not None and oldest.ended >= cutoff:
