@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..jobs import Job, JobStore
@@ -221,11 +222,15 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     from . import routes_jobs, routes_openai, routes_voices
 
-    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+    static = Path(__file__).parent / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    # The studio's modules and styles, public like the page (they hold no data; the page asks for the key).
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
     async def metrics_route() -> Response:

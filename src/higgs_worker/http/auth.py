@@ -1,9 +1,9 @@
 """Bearer-key authentication, checked from the request headers before anything reads the body.
 
 Pure ASGI middleware, placed outside the body limit: a request without a valid key is answered 401 without a
-byte of its body being read or parsed. ``/ping`` and ``/health`` (load balancers), and ``/`` (the static try-it
-page, which calls the API with a key the user types) stay public; the API description (``/docs``, ``/redoc``,
-``/openapi.json``) needs a key unless ``PUBLIC_DOCS`` is set.
+byte of its body being read or parsed. ``/ping`` and ``/health`` (load balancers), and ``/`` with its assets under
+``/static/`` (the studio page, which calls the API with a key the user types) stay public; the API description
+(``/docs``, ``/redoc``, ``/openapi.json``) needs a key unless ``PUBLIC_DOCS`` is set.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hmac
 import json
 
 OPEN_PATHS = frozenset({"/ping", "/health", "/"})
+OPEN_PREFIX = "/static/"
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 _REFUSAL = json.dumps({"error": {"message": "missing or invalid API key (Authorization: Bearer <key>)",
@@ -42,7 +43,7 @@ class RequireKey:
 
     async def __call__(self, scope, receive, send) -> None:
         if (scope["type"] != "http" or not self._digests or scope["path"] in self._open
-                or self.allowed(scope.get("headers") or [])):
+                or scope["path"].startswith(OPEN_PREFIX) or self.allowed(scope.get("headers") or [])):
             return await self.app(scope, receive, send)
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", b"application/json"),
