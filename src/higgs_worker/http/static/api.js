@@ -17,11 +17,6 @@ export function storedKey() {
   return sessionStorage.getItem(KEY_ITEM) || "";
 }
 
-export function forgetKey() {
-  sessionStorage.removeItem(KEY_ITEM);
-  keyListeners.forEach((f) => f(""));
-}
-
 const keyListeners = [];
 /** Called with the new key (or "") whenever it changes. */
 export function onKeyChange(listener) {
@@ -29,6 +24,12 @@ export function onKeyChange(listener) {
 }
 
 let asking = null;
+let keyNeeded = false;
+
+/** True once the server has asked for a key in this page. */
+export function needsKey() {
+  return keyNeeded;
+}
 
 /**
  * Shows the key dialog and resolves with the key typed, or null when the user closes it.
@@ -48,10 +49,9 @@ export function askKey(refused = false) {
       dialog.removeEventListener("close", done);
       asking = null;
       const key = dialog.returnValue === "use" ? input.value.trim() : "";
-      if (key) {
-        sessionStorage.setItem(KEY_ITEM, key);
-        keyListeners.forEach((f) => f(key));
-      }
+      if (key) sessionStorage.setItem(KEY_ITEM, key);
+      keyNeeded = true;
+      keyListeners.forEach((f) => f(storedKey()));
       resolve(key || null);
     };
     dialog.addEventListener("close", done);
@@ -93,14 +93,14 @@ export async function errorFrom(response) {
  * fetch() with the key; on 401 the key is asked for (once) and the request sent again.
  * `json` sends a JSON body, `form` a FormData body. Returns the Response when it is OK, throws ApiError otherwise.
  */
-export async function call(path, { method = "GET", json, form, signal } = {}) {
+export async function call(path, { method = "GET", json, form, signal, ask = true } = {}) {
   for (let attempt = 0; ; attempt++) {
     const init = { method, signal, headers: headers(json !== undefined ? { "Content-Type": "application/json" } : {}) };
     if (json !== undefined) init.body = jsonText(json);
     if (form !== undefined) init.body = form;
     const response = await fetch(path, init);
     if (response.ok) return response;
-    if (response.status === 401 && attempt < 3) {
+    if (response.status === 401 && ask && attempt < 3) {
       const key = await askKey(Boolean(storedKey()) || attempt > 0);
       if (key) continue;
     }
@@ -115,14 +115,17 @@ export async function getJSON(path) {
 
 /** What this server offers beyond the basics, read from its OpenAPI document when the key allows. */
 export async function capabilities() {
-  const caps = { transcribe: false, voiceAudio: false, saveVoice: true };
+  const caps = { transcribe: false, voiceAudio: false, saveVoice: true, fields: new Set() };
   try {
-    const doc = await getJSON("openapi.json");
+    const doc = await (await call("openapi.json", { ask: false })).json(); // never prompts: optional
     const paths = doc.paths || {};
     caps.transcribe = "/v1/audio/transcriptions" in paths;
     caps.voiceAudio = "/v1/audio/voices/{name}/audio" in paths;
     const speech = doc.components?.schemas?.OpenAISpeech?.properties;
-    if (speech) caps.saveVoice = "save_voice" in speech;
+    if (speech) {
+      caps.fields = new Set(Object.keys(speech));
+      caps.saveVoice = caps.fields.has("save_voice");
+    }
   } catch {
     /* the document is optional: keep the defaults */
   }

@@ -36,7 +36,7 @@ function button(text, onClick, extra = "") {
 
 function voiceSelect(value) {
   const select = document.createElement("select");
-  const none = new Option("No voice: description or model's choice", "");
+  const none = new Option("No voice", "");
   select.append(none);
   for (const v of voices) select.append(new Option(`${v.name} (${v.kind})`, v.name));
   if (value && !voices.some((v) => v.name === value)) select.append(new Option(`${value} (not in the library)`, value));

@@ -1,7 +1,7 @@
 // The studio page: the speak form, streamed or whole-file generation, takes, server state. Plain ES modules, no
 // build step; every request goes through the public API (`POST /v1/audio/speech`, `/v1/audio/voices`, `/health`).
 
-import { ApiError, call, capabilities, forgetKey, onKeyChange, storedKey, askKey } from "./api.js";
+import { ApiError, askKey, call, capabilities, needsKey, onKeyChange, storedKey } from "./api.js";
 import { audioContext, base64Bytes, MEDIA_TYPES, StreamPlayer } from "./audio.js";
 import * as dialogue from "./dialogue.js";
 import { clearErrors, clearOnEdit, showError, showNextTo } from "./errors.js";
@@ -62,7 +62,21 @@ sceneText.addEventListener("input", () => {
 // -- playback mode ----------------------------------------------------------------------------------------------
 
 function showDelivery() {
-  $("format").disabled = $("delivery").value === "stream";
+  const stream = $("delivery").value === "stream";
+  $("format").disabled = stream;
+  $("timestamps").disabled = !stream; // word times come in the stream's events
+  $("captions").disabled = !stream; // likewise the captions
+}
+
+/** Shows the speech recognition options that this server's speech route accepts. */
+function showRecognition(fields) {
+  const offered = { timestamps: "timestamps-field", verify: "verify-field", captions: "captions-field" };
+  let any = false;
+  for (const [field, id] of Object.entries(offered)) {
+    $(id).hidden = !fields.has(field);
+    any ||= fields.has(field);
+  }
+  $("recognition").hidden = !any;
 }
 
 $("delivery").addEventListener("change", showDelivery);
@@ -81,6 +95,9 @@ $("reset-advanced").addEventListener("click", () => {
     control.value = control.dataset.default ?? "";
     control.dispatchEvent(new Event("change", { bubbles: true }));
   }
+  $("timestamps").checked = false;
+  $("verify").checked = false;
+  $("captions").value = "";
 });
 
 /** The request body from the form; only settings that differ from their defaults are sent. */
@@ -111,16 +128,22 @@ function requestBody() {
   if ($("chunk-method").value !== "auto") body.chunk_method = $("chunk-method").value;
   const saveAs = $("save-as").value.trim();
   if (saveAs) body.save_voice = saveAs;
+  if (!$("recognition").hidden) {
+    if ($("timestamps").checked && !$("timestamps").disabled) body.timestamps = "word";
+    if ($("verify").checked) body.verify = true;
+    if ($("captions").value) body.captions = $("captions").value;
+  }
   return body;
 }
 
 /** Everything the form holds, to give a take "again with this seed". */
 function formState() {
   const values = {};
-  for (const id of ["text", "voice", "describe", "scene-preset", "scene", "delivery", "format", ...ADVANCED]) {
+  for (const id of ["text", "voice", "describe", "scene-preset", "scene", "delivery", "format", "captions", ...ADVANCED]) {
     values[id] = $(id).value;
   }
-  return { mode: mode(), values, dialogue: dialogue.snapshot() };
+  const checks = { timestamps: $("timestamps").checked, verify: $("verify").checked };
+  return { mode: mode(), values, checks, dialogue: dialogue.snapshot() };
 }
 
 function restoreForm(state) {
@@ -133,6 +156,7 @@ function restoreForm(state) {
     }
     control.value = value;
   }
+  for (const [id, checked] of Object.entries(state.checks)) $(id).checked = checked;
   dialogue.restore(state.dialogue);
   showDelivery();
 }
@@ -249,6 +273,8 @@ async function streamed(body, state, ctx, controller) {
   take.truncated = Boolean(done.truncated);
   take.savedVoice = done.saved_voice || null;
   take.saveError = done.save_voice_error || null;
+  take.captions = done.captions || null;
+  take.quality = done.quality || null;
   take.blob = player.wav();
   finish(take);
   progress.textContent = `Done: ${take.duration.toFixed(2)} s of audio, first audio after `
@@ -282,6 +308,8 @@ async function whole(body, state, controller) {
   take.seed = seed === null ? take.seed : seed;
   take.truncated = response.headers.get("X-Higgs-Truncated") === "true";
   take.savedVoice = response.headers.get("X-Higgs-Saved-Voice");
+  const quality = response.headers.get("X-Higgs-Quality");
+  if (quality) take.quality = { passed: quality.startsWith("passed") };
   take.saveError = response.headers.get("X-Higgs-Save-Voice-Error");
   finish(take);
   progress.textContent = `Done: ${take.duration.toFixed(2)} s of audio in ${take.total.toFixed(2)} s, real-time `
@@ -419,13 +447,15 @@ async function pollHealth() {
 
 const keyButton = $("key-button");
 function showKeyButton(key) {
-  keyButton.hidden = !key;
+  keyButton.hidden = !key && !needsKey();
+  keyButton.textContent = key ? "Change API key" : "Enter API key";
 }
 keyButton.addEventListener("click", async () => {
-  forgetKey();
   if (await askKey()) {
     await loadVoices();
-    setCapabilities(await capabilities());
+    const caps = await capabilities();
+    setCapabilities(caps);
+    showRecognition(caps.fields);
   }
 });
 onKeyChange(showKeyButton);
@@ -437,5 +467,7 @@ showMode();
 showDelivery();
 pollHealth();
 await loadVoices();
-setCapabilities(await capabilities());
+const caps = await capabilities();
+setCapabilities(caps);
+showRecognition(caps.fields);
 document.body.dataset.ready = "true";

@@ -21,6 +21,9 @@ export function facts(take) {
   if (Number.isFinite(take.total)) parts.push(`ready in ${seconds(take.total)}`);
   if (Number.isFinite(take.rtf)) parts.push(`real-time factor ${take.rtf.toFixed(2)}`);
   if (take.truncated) parts.push("truncated at max new tokens");
+  if (take.quality && typeof take.quality.passed === "boolean") {
+    parts.push(take.quality.passed ? "every chunk heard right" : "a chunk was misheard");
+  }
   return parts.join(" · ");
 }
 
@@ -113,6 +116,15 @@ export function finish(take) {
     download.download = `higgs-take-${take.n}-seed-${take.seed ?? "x"}.${take.extension}`;
     download.hidden = false;
     download.setAttribute("aria-label", `Download take ${take.n}`);
+  }
+  if (take.captions && take.captions.text) {
+    const link = document.createElement("a");
+    link.className = "button";
+    link.textContent = "Captions";
+    link.href = URL.createObjectURL(new Blob([take.captions.text], { type: "text/plain" }));
+    link.download = `higgs-take-${take.n}.${take.captions.format || "txt"}`;
+    link.setAttribute("aria-label", `Download captions of take ${take.n}`);
+    li.querySelector(".download").after(link);
   }
   li.querySelector(".again").disabled = take.seed === undefined || take.seed === null;
   const keep = li.querySelector(".keep");
