@@ -93,7 +93,45 @@ def test_streamed_job_posts_pieces(model_env, tmp_path):
     meta = pieces[-1]
     pcm = b"".join(base64.b64decode(p["audio_base64"]) for p in audio_pieces)
     assert len(pcm) // 2 / 24000 == pytest.approx(meta["duration_s"], abs=1e-3)
-    assert result["output"][-1] == meta  # aggregated: the yields in order
+    assert result["output"] == pieces  # return_aggregate_stream: the final output (what /status shows) is every
+    assert result["output"][-1] == meta  # yield in order, the whole audio and then the metadata
+
+
+def test_fitness_check_fails_a_broken_model_folder_before_any_job(model_env, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_env["MODEL_PATH"], broken / "model")
+    shutil.copytree(model_env["TOKENIZER_PATH"], broken / "tokenizer")
+    (broken / "model" / "model.safetensors").unlink()
+    env = {**model_env, "MODEL_PATH": str(broken / "model"), "TOKENIZER_PATH": str(broken / "tokenizer"),
+           "AUTO_FETCH_MODELS": "false"}
+    with FakeRunPod() as plane:
+        plane.add_job("job-never", {"transcript": "Nobody should take this.", **SMALL})
+        proc = worker({**env, **plane.worker_env()}, tmp_path)
+        try:
+            code = proc.wait(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert plane.taken == [] and plane.results == {}
+    assert code != 0
+    log = (tmp_path / "logs" / "server.log").read_text()
+    assert f"fitness check model_folders failed: MODEL_PATH {broken / 'model'} has no weights" in log
+
+
+def test_fitness_checks_pass_on_a_working_worker(model_env, tmp_path):
+    with FakeRunPod() as plane:
+        plane.add_job("job-ok", {"transcript": "Fit.", **SMALL})
+        proc = worker({**model_env, **plane.worker_env()}, tmp_path)
+        try:
+            result = plane.wait_results(["job-ok"])["job-ok"]
+        finally:
+            stop(proc)
+    assert result["output"]["audio_base64"]
+    log = (tmp_path / "logs" / "server.log").read_text()
+    for name in ("gpu", "model_folders", "generation"):
+        assert f"fitness check {name} passed" in log
 
 
 def test_local_api_mode_runsync(model_env, tmp_path):

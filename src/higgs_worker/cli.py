@@ -79,6 +79,37 @@ def _prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+class PingOnly:
+    """ASGI app for ``PORT_HEALTH``: ``GET /ping`` answered by the main app (same state), 404 for anything else."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/ping":
+            return await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            body = b'{"detail":"only /ping is served on this port (PORT_HEALTH)"}'
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+
+async def _serve_with_health(main, health) -> None:
+    """Run the main server and the ``/ping`` server in one event loop; the main one owns the signals (SIGTERM ends
+    both, after the main server's graceful shutdown)."""
+    import asyncio
+    import contextlib
+
+    health.capture_signals = contextlib.nullcontext  # signals stop the main server; it then stops this one
+    task = asyncio.create_task(health.serve())
+    try:
+        await main.serve()
+    finally:
+        health.should_exit = True
+        await task
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -91,8 +122,20 @@ def _serve(args: argparse.Namespace) -> int:
     _start_log(settings)
     host = args.host or settings.host
     port = args.port or settings.port
-    logging.getLogger(__name__).info("serving on http://%s:%d (model %s)", host, port, settings.model_path)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, timeout_graceful_shutdown=60)
+    health_port = settings.port_health
+    log = logging.getLogger(__name__)
+    log.info("serving on http://%s:%d (model %s)", host, port, settings.model_path)
+    app = create_app(settings)
+    if health_port is None or health_port == port:
+        uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=60)
+        return 0
+    import asyncio
+
+    log.info("serving /ping also on http://%s:%d (PORT_HEALTH)", host, health_port)
+    main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=60))
+    health = uvicorn.Server(uvicorn.Config(PingOnly(app), host=host, port=health_port, log_config=None,
+                                           lifespan="off", access_log=False))
+    asyncio.run(_serve_with_health(main, health))
     return 0
 
 
@@ -105,8 +148,27 @@ def _handler(args: argparse.Namespace) -> int:
     setup_logging(settings, "server.log", args.log_level)
     _start_log(settings)
     sys.argv = [sys.argv[0], *args.runpod_args]  # --rp_serve_api, --rp_api_port, ... are the SDK's
-    start(settings)
-    return 0
+    return start(settings)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .fitness import run_all
+    from .logs import setup_logging
+    from .service import SpeechService
+    from .settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings, "server.log", args.log_level)
+    for handler in logging.getLogger().handlers:  # stdout carries the report; log lines go to stderr (and the file)
+        if type(handler) is logging.StreamHandler and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+    outcomes = run_all(settings, SpeechService(settings))
+    if args.json:
+        print(json.dumps([o.as_dict() for o in outcomes], indent=2))
+    else:
+        for o in outcomes:
+            print(f"{'ok  ' if o.ok else 'FAIL'} {o.name}: {o.detail} ({o.seconds:.2f} s)")
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def _fetch_models(args: argparse.Namespace) -> int:
@@ -217,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("handler", help="run the RunPod Serverless worker (SDK flags such as --rp_serve_api pass through)")
     p.set_defaults(func=_handler, runpod_args=[])
+
+    p = sub.add_parser("check", help="fitness checks: the GPU and its free memory, complete model folders, one short "
+                                     "generation (exit 1 when any fails; the RunPod worker runs them before its "
+                                     "first job)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("fetch-models", help="download both repos into MODEL_PATH / TOKENIZER_PATH (once, verified)")
     p.add_argument("--verify", action="store_true", help="re-verify (and repair) even when already complete")

@@ -6,7 +6,15 @@ up to ``MAX_BATCH_SIZE`` jobs at once.
 
 With ``RUNPOD_STREAM_HANDLER=true`` the handler is an async generator: jobs with ``"stream": true`` yield their
 audio in pieces (each under 1 MB) to ``/stream``, then their metadata; other jobs yield their one output. RunPod
-then reports ``/run`` outputs as the list of yields (``return_aggregate_stream``), so this mode is opt-in.
+then reports ``/run`` outputs as the list of yields (``return_aggregate_stream``, so ``/status`` holds the whole
+result too), so this mode is opt-in.
+
+Before the first job the SDK runs the fitness checks (:mod:`higgs_worker.fitness`) registered here: a worker whose
+GPU, model folders or first generation fail exits non-zero with the reason in ``server.log``.
+
+After an unrecoverable GPU error (:class:`~higgs_worker.engine.scheduler.DeviceFault`) this process can never
+generate again: the job answers its error with ``refresh_worker`` (RunPod then replaces the worker), the SDK takes
+no further job, and the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,36 +27,62 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .engine import Cancelled
+from .engine.scheduler import DeviceFault
 from .service import SpeechService, public_error
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None):
-    """The plain async handler: one job in, one output dict (or ``{"error": "..."}``) out."""
+def device_fault(service: SpeechService) -> DeviceFault | None:
+    """The unrecoverable GPU error this process hit, if any (nothing can run on it again)."""
+    holder = service.holder
+    return holder.get().fault if holder.ready else None
+
+
+def _refresh(service: SpeechService, output: dict[str, Any], on_fault) -> dict[str, Any]:
+    """After a device fault, a job's error says so and carries ``refresh_worker``, so RunPod replaces the worker."""
+    fault = device_fault(service)
+    if fault is None:
+        return output
+    if on_fault is not None:
+        on_fault()
+    return {"error": str(fault), "refresh_worker": True}
+
+
+def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None):
+    """The plain async handler: one job in, one output dict (or ``{"error": "..."}``) out. ``on_fault`` is called
+    when a job finds the GPU failed."""
 
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
+        if device_fault(service) is not None:  # refuse at once: the model cannot run in this process again
+            return _refresh(service, {}, on_fault)
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, service.run_job, job.get("input"), cancel, None,
-                                              job.get("id"))
+            output = await loop.run_in_executor(executor, service.run_job, job.get("input"), cancel, None,
+                                                job.get("id"))
         except asyncio.CancelledError:
             cancel.set()  # the SDK cancelled the job (cancel request or timeout): stop at the next step
             raise
         except Cancelled:
-            return {"error": "cancelled"}
+            output = {"error": "cancelled"}
         except Exception as exc:  # noqa: BLE001 - report (detail to the log, an id to the caller), keep serving
-            return {"error": public_error(exc, f"job {job.get('id')}")}
+            output = {"error": public_error(exc, f"job {job.get('id')}")}
+        return _refresh(service, output, on_fault) if "error" in output else output
 
     return handler
 
 
-def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None):
-    """The async-generator handler: stream pieces for ``stream: true`` jobs, one output otherwise."""
+def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None):
+    """The async-generator handler: stream pieces for ``stream: true`` jobs, one output otherwise. The SDK keeps
+    only a generator's error text, so ``on_fault`` (which sets the SDK's ``refresh_worker``) carries a device
+    fault."""
 
     async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if device_fault(service) is not None:
+            yield _refresh(service, {}, on_fault)
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
@@ -64,6 +98,8 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
                 result = {"error": "cancelled"}
             except Exception as exc:  # noqa: BLE001
                 result = {"error": public_error(exc, f"job {job.get('id')}")}
+            if "error" in result:
+                result = _refresh(service, result, on_fault)
             loop.call_soon_threadsafe(queue.put_nowait, result)
             loop.call_soon_threadsafe(queue.put_nowait, end)
 
@@ -78,9 +114,12 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
     return handler
 
 
-def start(settings: Settings) -> None:
-    """Load (or schedule loading of) the model, then hand control to the RunPod SDK's worker loop."""
+def start(settings: Settings) -> int:
+    """Load (or schedule loading of) the model, register the fitness checks, then hand control to the RunPod SDK's
+    worker loop. Returns the exit status: non-zero when the loop ended because the GPU failed."""
     import runpod
+
+    from .fitness import register
 
     service = SpeechService(settings)
     if settings.preload_models:
@@ -88,11 +127,22 @@ def start(settings: Settings) -> None:
             service.holder.get()
         except Exception as exc:  # noqa: BLE001 - every job will report it; no crash loop
             log.error("model load failed; jobs will fail with the reason until it is fixed: %s", exc)
+    register(runpod.serverless.register_fitness_check, settings, service)
     # one thread per job the worker may hold, so every job taken can join the scheduler's batch
     executor = ThreadPoolExecutor(max_workers=settings.max_batch_size + 2, thread_name_prefix="job")
     config: dict[str, Any] = {"concurrency_modifier": lambda current: settings.max_batch_size}
+
+    def on_fault() -> None:
+        if not config.get("refresh_worker"):
+            log.critical("the GPU failed unrecoverably: answering jobs with refresh_worker and taking no more")
+        config["refresh_worker"] = True  # read by the SDK after each job: it stops the worker loop
+
     if settings.runpod_stream_handler:
-        config.update(handler=make_stream_handler(service, executor), return_aggregate_stream=True)
+        config.update(handler=make_stream_handler(service, executor, on_fault), return_aggregate_stream=True)
     else:
-        config["handler"] = make_handler(service, executor)
+        config["handler"] = make_handler(service, executor, on_fault)
     runpod.serverless.start(config)
+    if device_fault(service) is not None:
+        log.critical("worker stopped after an unrecoverable GPU error: %s", device_fault(service))
+        return 70
+    return 0

@@ -26,7 +26,7 @@ import torch
 from . import audio, tempo, text
 from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
 from .engine.prompt import resolve_scene
-from .engine.scheduler import Job
+from .engine.scheduler import DeviceFault, Job
 from .engine.streaming import StreamDecoder, stream_job
 from .safe_fetch import GuardedFetcher
 from .schema import EngineError, JobRequest, RequestError, SpeechRequest, SpeechResult, Usage
@@ -44,7 +44,7 @@ def public_error(exc: BaseException, context: str = "") -> str:
     load, a bug) becomes a generic reason with a short error id, and the full detail, which may name files or
     internals, goes to the log once under that id.
     """
-    if isinstance(exc, RequestError | StorageError):
+    if isinstance(exc, RequestError | StorageError | DeviceFault):  # DeviceFault: the GPU failed; written for users
         return str(exc)
     if isinstance(exc, EngineError) and isinstance(exc.__cause__, MemoryError):
         return str(exc)  # "out of accelerator memory even alone ...; shorten the text": written for users

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     kv_cache_tokens: int = Field(2048, ge=256, description="Initial positions per row of the slot KV cache (grows when a prompt needs more).")
     compile_decode: bool = Field(False, description="GPU only: `torch.compile` the decode step (experimental).")
     warmup: bool = Field(True, description="Run one short generation at load so the first request pays no warm-up.")
+    fitness_min_free_gpu_gb: float = Field(12.0, ge=0, description="Fitness check (`higgs-worker check`, and the RunPod worker before its first job): least GPU memory, in GiB, free or already held by this worker.")
 
     # Speech recognition (Whisper beside the TTS model: speech checks, word timestamps, captions).
     asr: Literal["auto", "on", "off"] = Field("auto", description="Speech recognition model. `auto`: fetched by `fetch-models` when a GPU is present, loaded whenever `ASR_PATH` holds a model (GPU workers, demo mode); `on`: always fetched and loaded; `off`: never.")
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     # HTTP server.
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP server.")
+    port_health: int | None = Field(None, ge=1, le=65535, description="Port where `/ping` is also served, as RunPod load-balancing endpoints check it (unset or equal to `PORT`: `/ping` on `PORT` only).")
     api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping`, `/health` and `/` needs one (checked from the headers, before the body).")
     public_docs: bool = Field(False, description="With `API_KEYS` set, still serve `/docs`, `/redoc` and `/openapi.json` without a key (they describe the API, not its data).")
 
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
     job_retain_max: int = Field(1000, ge=1, description="Most finished jobs kept for `/status`; beyond it the oldest finished jobs are forgotten first (the newest is always kept).")
     job_retain_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Most bytes of finished jobs' outputs, errors and unread stream pieces kept (inputs are dropped when a job ends); beyond it the oldest finished jobs are forgotten first (the newest is always kept).")
     runsync_wait_s: float = Field(90.0, gt=0, description="Default time `/runsync` waits before answering IN_PROGRESS with the job id.")
+    webhook_retries: int = Field(2, ge=0, le=10, description="Further attempts to deliver a job's `webhook` after an answer other than 200 (or no answer), as RunPod does.")
+    webhook_retry_delay_s: float = Field(10.0, ge=0, le=600, description="Seconds between `webhook` delivery attempts.")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Most seconds one `webhook` delivery attempt may take, connection included.")
+    webhook_allow_http: bool = Field(False, description="Accept plain http `webhook` URLs (https only when off).")
+    webhook_allow_private: bool = Field(False, description="Let `webhook` URLs reach loopback and private addresses (local development only; link-local and metadata addresses stay refused).")
     runpod_stream_handler: bool = Field(False, description="RunPod worker: use the generator handler so `stream: true` jobs stream audio (outputs become lists).")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty turns CORS off.")
 

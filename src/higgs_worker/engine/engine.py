@@ -18,7 +18,7 @@ from ..schema import EngineError
 from .codes import generated_codes
 from .loader import LoadedModel
 from .prompt import Prompt, model_inputs
-from .scheduler import FrameCallback, Job, Scheduler
+from .scheduler import DeviceFault, FrameCallback, Job, Scheduler, is_fatal_device_error
 
 
 #: Shortest code sequence the codec decodes directly (its first convolution has a kernel of 7 frames).
@@ -93,6 +93,15 @@ class Engine:
     def close(self) -> None:
         self.scheduler.close()
 
+    @property
+    def fault(self) -> DeviceFault | None:
+        """Set once the GPU failed unrecoverably (in a decode step or the codec): the process must be replaced."""
+        return self.scheduler.fault
+
+    def _codec_failed(self, exc: BaseException) -> None:
+        if is_fatal_device_error(exc):
+            raise DeviceFault(str(self.scheduler.declare_fault(exc))) from exc
+
     def encode_reference(self, wave: np.ndarray) -> torch.Tensor:
         """24 kHz mono reference audio to plain codes ``(frames, codebooks)``, cached by content hash."""
         key = hashlib.sha256(np.ascontiguousarray(wave, dtype=np.float32).tobytes()).hexdigest()
@@ -105,9 +114,13 @@ class Engine:
             # length would add frames of silence the reference never had
             features = self.processor.feature_extractor(wave, sampling_rate=self.sample_rate, padding=False,
                                                         return_tensors="pt")
-            values = features["input_values"].to(self.loaded.device)
-            with torch.inference_mode():
-                codes = self.processor.audio_tokenizer.encode(values).audio_codes[0].transpose(0, 1).cpu()
+            try:
+                values = features["input_values"].to(self.loaded.device)
+                with torch.inference_mode():
+                    codes = self.processor.audio_tokenizer.encode(values).audio_codes[0].transpose(0, 1).cpu()
+            except RuntimeError as exc:
+                self._codec_failed(exc)
+                raise
             self.reference_encodes += 1
             self._references[key] = codes
             while len(self._references) > self._reference_cache_size:
@@ -130,6 +143,8 @@ class Engine:
         job.done.wait()
         if job.cancelled:
             raise Cancelled()
+        if isinstance(job.error, DeviceFault):
+            raise DeviceFault(str(job.error)) from job.error
         if job.error is not None:
             raise EngineError(f"generation failed: {job.error}") from job.error
         delayed = torch.stack(job.frames) if job.frames else torch.zeros((0, self.num_codebooks), dtype=torch.long)
@@ -155,6 +170,10 @@ class Engine:
             codes = torch.cat([codes, codes[-1:].expand(MIN_DECODE_FRAMES - frames, -1)])
         codec = self.processor.audio_tokenizer
         with self._codec_lock, torch.inference_mode():
-            audio = codec.decode(codes.transpose(0, 1)[None].to(self.loaded.device)).audio_values
+            try:
+                audio = codec.decode(codes.transpose(0, 1)[None].to(self.loaded.device)).audio_values
+            except RuntimeError as exc:
+                self._codec_failed(exc)
+                raise
         hop = self.sample_rate // self.frame_rate
         return audio.reshape(-1)[: frames * hop].float().cpu().numpy()

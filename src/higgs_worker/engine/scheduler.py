@@ -32,6 +32,43 @@ class SchedulerClosed(RuntimeError):
     pass
 
 
+class DeviceFault(RuntimeError):
+    """The GPU failed in a way this process cannot recover from; every later model call would fail too.
+
+    The message is written for callers (it quotes the device's own error line, which names no files)."""
+
+
+#: Words of CUDA errors after which the CUDA context is unusable for the rest of the process (torch raises them as
+#: ``torch.AcceleratorError``, a ``RuntimeError``). Out-of-memory is not among them: it is recovered from.
+_FATAL_DEVICE_ERRORS = ("device-side assert", "illegal memory access", "illegal address", "illegal instruction",
+                        "misaligned address", "launch failure", "launch timed out", "uncorrectable ecc",
+                        "cublas_status_execution_failed", "hardware stop", "gpu has fallen off the bus")
+
+
+def is_fatal_device_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is an unrecoverable CUDA error."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DeviceFault):
+            return True
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError):
+            text = str(exc).lower()
+            if ("cuda" in text or "cublas" in text) and any(m in text for m in _FATAL_DEVICE_ERRORS):
+                return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def device_fault(exc: BaseException) -> DeviceFault:
+    """The caller-facing fault for an unrecoverable device error ``exc``."""
+    if isinstance(exc, DeviceFault):
+        return exc
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
+    return DeviceFault(f"the GPU hit an unrecoverable error ({first[:200]}); this worker cannot generate again "
+                       "and must be restarted")
+
+
 @dataclass(eq=False)
 class Job:
     """One generation: model inputs for a prompt, how to sample, and where frames go."""
@@ -153,6 +190,9 @@ class Scheduler:
         self.split = 0  # rows per forward pass after an out-of-memory (0: all at once)
         self._split_since = 0
         self.oom_events = 0
+        self.fault: DeviceFault | None = None  # set once the device failed unrecoverably: every job fails with it
+        #: Test hook: an exception raised at the next decode step as if the model had raised it (then cleared).
+        self.inject_fault: BaseException | None = None
         self._forward = self._decode_forward
         if compile_decode:  # GPU fast path: fewer kernel launches per step; shapes vary, so dynamic
             self._forward = torch.compile(self._decode_forward, dynamic=True)
@@ -161,6 +201,8 @@ class Scheduler:
 
     # -- public ---------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> Job:
+        if self.fault is not None:
+            raise DeviceFault(str(self.fault))
         if self._stop:
             raise SchedulerClosed("the scheduler is stopped")
         job.started = time.perf_counter()
@@ -177,10 +219,27 @@ class Scheduler:
     def active(self) -> int:
         return len(self.rows)
 
+    def declare_fault(self, exc: BaseException) -> DeviceFault:
+        """Record an unrecoverable device error (from any thread); the loop then fails every job, now and later."""
+        if self.fault is None:
+            self.fault = device_fault(exc)
+            log.critical("unrecoverable device error; this process cannot generate again: %s", exc, exc_info=exc)
+            self._wake.set()
+        return self.fault
+
     # -- the loop -------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
         while not self._stop:
+            if self.fault is not None:  # nothing can run on this device again: fail whatever is waiting
+                for row in self.rows:
+                    self._finish(row, error=self.fault)
+                self.rows = []
+                while not self.pending.empty():
+                    self._fail(self.pending.get_nowait(), self.fault)
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
             try:
                 self._admit()
                 if not self.rows:
@@ -191,6 +250,9 @@ class Scheduler:
                 if self.rows:
                     self._step()
             except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
+                if is_fatal_device_error(exc):
+                    self.declare_fault(exc)  # the next turn fails the rows in flight and everything queued
+                    continue
                 log.exception("decode step failed; failing %d request(s)", len(self.rows))
                 for row in self.rows:
                     self._finish(row, error=exc)
@@ -213,6 +275,9 @@ class Scheduler:
             try:
                 self._prefill(job)
             except Exception as exc:  # noqa: BLE001 - this request fails; others go on
+                if is_fatal_device_error(exc):
+                    self._fail(job, self.declare_fault(exc))
+                    return
                 log.exception("prefill failed")
                 self._fail(job, exc)
 
@@ -273,6 +338,9 @@ class Scheduler:
 
     @torch.inference_mode()
     def _step(self) -> None:
+        if self.inject_fault is not None:
+            fault, self.inject_fault = self.inject_fault, None
+            raise fault
         rows = self.rows
         n = len(rows)
         positions = torch.tensor([r.length for r in rows], device=self.device)

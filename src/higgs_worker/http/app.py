@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..engine.scheduler import DeviceFault
 from ..jobs import Job, JobStore
 from ..schema import RequestError
 from ..service import SpeechService, public_error
@@ -205,6 +206,11 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     async def validation_error(request: Request, exc: RequestValidationError):
         field, msg = _validation_message(exc)
         return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
+
+    @app.exception_handler(DeviceFault)
+    async def device_fault(request: Request, exc: DeviceFault):
+        # the GPU failed unrecoverably: this worker refuses work (and /ping says 503) until it is replaced
+        return JSONResponse(error_body(str(exc), kind="server_error"), status_code=503)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception):

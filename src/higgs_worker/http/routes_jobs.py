@@ -1,4 +1,9 @@
-"""RunPod-compatible job routes with the hosted API's shapes, plus ``/health`` and ``/ping``."""
+"""RunPod-compatible job routes with the hosted API's shapes, plus ``/health`` and ``/ping``.
+
+The envelope takes RunPod's ``webhook`` (the final status POSTed there, see :mod:`higgs_worker.webhooks`) and
+``policy`` (``executionTimeout``, ``ttl``), with RunPod's bounds. After an unrecoverable GPU error the routes refuse
+new work with 503 and the reason, and ``/ping`` answers 503, so a load balancer replaces the worker.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,54 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..jobs import FINAL, Job, JobStore, QueueFull
+from ..jobs import FINAL, Job, JobStore, NotRetryable, QueueFull, approx_size
 from ..schema import RequestError
 from ..service import public_error
+from ..settings import get_settings
+from ..webhooks import MAX_URL_CHARS, WebhookRefused, WebhookSender
 
 router = APIRouter(tags=["RunPod-compatible jobs"])
 
+#: RunPod's bounds: executionTimeout above 5 s; ttl from 10 s to a week.
+MIN_EXECUTION_TIMEOUT_MS = 5000
+MIN_TTL_MS = 10_000
+MAX_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+class JobPolicy(BaseModel):
+    """RunPod's per-job ``policy``."""
+
+    model_config = ConfigDict(extra="forbid")
+    executionTimeout: int | None = Field(  # noqa: N815 - RunPod's name
+        None, ge=MIN_EXECUTION_TIMEOUT_MS,
+        description="Most milliseconds the job may run before it ends TIMED_OUT; at most `JOB_TIMEOUT_S` (the "
+                    "default).")
+    ttl: int | None = Field(
+        None, ge=MIN_TTL_MS, le=MAX_TTL_MS,
+        description="Milliseconds from submission after which the job is forgotten whatever its state (a queued job "
+                    "never runs, a running one is stopped); a finished job is kept no longer than `JOB_RETENTION_S`.")
+
+    @field_validator("executionTimeout")
+    @classmethod
+    def _within_job_timeout(cls, value: int | None) -> int | None:
+        limit = int(get_settings().job_timeout_s * 1000)
+        if value is not None and value > limit:
+            raise ValueError(f"is {value} ms; the most is {limit} ms (JOB_TIMEOUT_S)")
+        return value
+
 
 class RunBody(BaseModel):
-    """RunPod's request envelope: the job input under ``input``."""
+    """RunPod's request envelope: the job input under ``input``, and optionally ``webhook`` and ``policy``."""
 
     model_config = ConfigDict(extra="forbid")
     input: dict[str, Any] = Field(..., description="The job input: `transcript`, `ref_audio`, `scene_prompt`, ...")
+    webhook: str | None = Field(None, max_length=MAX_URL_CHARS,
+                                description="URL that gets the job's final status JSON (as `/status` shows it) by POST "
+                                            "when it ends; a non-200 answer is retried `WEBHOOK_RETRIES` times, "
+                                            "`WEBHOOK_RETRY_DELAY_S` apart. https only, public addresses only.")
+    policy: JobPolicy | None = Field(None, description="`executionTimeout` and `ttl`, in milliseconds.")
 
 
 async def wait_for_event(event, timeout: float) -> bool:
@@ -45,16 +84,55 @@ def _job_or_404(request: Request, job_id: str):
     return job
 
 
-def _submit(request: Request, body: RunBody) -> Job:
-    """Validate the input, then queue it. A bad input is answered FAILED at once and never queued: only its error
-    message is kept (for ``/status``), not the input."""
+def device_fault(request: Request):
+    """The unrecoverable GPU error this process hit, if any: nothing can be generated here again."""
+    holder = request.app.state.service.holder
+    return holder.get().fault if holder.ready else None
+
+
+def _refuse_when_faulted(request: Request) -> None:
+    fault = device_fault(request)
+    if fault is not None:
+        raise HTTPException(status_code=503, detail=str(fault))
+
+
+def _webhooks(request: Request) -> WebhookSender:
+    """The app's webhook sender, made on first use (its threads start only when a job names a webhook)."""
+    state = request.app.state
+    sender = getattr(state, "webhooks", None)
+    if sender is None:
+        sender = state.webhooks = WebhookSender.from_settings(state.settings)
+    return sender
+
+
+async def _submit(request: Request, body: RunBody) -> Job:
+    """Check the webhook and policy (400 when refused), then validate the input and queue it. A bad input is
+    answered FAILED at once and never queued: only its error message is kept (for ``/status``), not the input.
+    The job keeps its input as sent, so ``/retry`` can run it again when it fails."""
+    _refuse_when_faulted(request)
     store = _jobs(request)
+    on_end = None
+    if body.webhook is not None:
+        sender = _webhooks(request)
+        try:
+            await asyncio.to_thread(sender.check, body.webhook)  # resolves the host: off the event loop
+        except WebhookRefused as exc:
+            raise RequestError("webhook", str(exc)) from None
+        url = body.webhook
+
+        def on_end(job: Job) -> None:
+            sender.send(url, job.view())
+
+    policy = body.policy or JobPolicy()
+    timeout_s = None if policy.executionTimeout is None else policy.executionTimeout / 1000
+    ttl_s = None if policy.ttl is None else policy.ttl / 1000
     try:
-        parsed = request.app.state.service.parse_job(body.input)
+        request.app.state.service.parse_job(body.input)
     except RequestError as exc:
-        return store.reject(str(exc))
+        return store.reject(str(exc), ttl_s=ttl_s, on_end=on_end)
     try:
-        return store.submit(parsed)
+        return store.submit(body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s,
+                            on_end=on_end)
     except QueueFull as exc:
         raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": "2"}) from None
     except RuntimeError as exc:
@@ -63,7 +141,7 @@ def _submit(request: Request, body: RunBody) -> Job:
 
 @router.post("/run", summary="Queue a job; returns its id (FAILED at once, with the reason, for a bad input)")
 async def run(body: RunBody, request: Request) -> dict[str, Any]:
-    job = _submit(request, body)
+    job = await _submit(request, body)
     out: dict[str, Any] = {"id": job.id, "status": job.status}
     if job.error is not None:
         out["error"] = job.error
@@ -73,7 +151,7 @@ async def run(body: RunBody, request: Request) -> dict[str, Any]:
 @router.post("/runsync", summary="Run a job and wait for its result")
 async def runsync(body: RunBody, request: Request,
                   wait: int | None = Query(None, ge=1000, le=300000, description="Most milliseconds to wait")) -> dict:
-    job = _submit(request, body)
+    job = await _submit(request, body)
     timeout = (wait / 1000) if wait else request.app.state.settings.runsync_wait_s
     await wait_for_event(job.done, timeout)
     return job.view()
@@ -104,6 +182,24 @@ async def cancel(job_id: str, request: Request) -> dict[str, Any]:
     return {"id": job.id, "status": job.status}
 
 
+@router.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again, same id and input",
+             responses={404: {"description": "unknown, or past its retention"},
+                        409: {"description": "not FAILED or TIMED_OUT, or its input was refused at submission"}})
+async def retry(job_id: str, request: Request) -> dict[str, Any]:
+    _refuse_when_faulted(request)
+    try:
+        job = _jobs(request).retry(job_id)
+    except NotRetryable as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except QueueFull as exc:
+        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": "2"}) from None
+    except RuntimeError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id!r} (unknown, or past its retention)")
+    return {"id": job.id, "status": job.status}
+
+
 @router.post("/purge-queue", summary="Cancel every job that has not started")
 async def purge_queue(request: Request) -> dict[str, Any]:
     return {"removed": _jobs(request).purge_queue(), "status": "completed"}
@@ -111,6 +207,8 @@ async def purge_queue(request: Request) -> dict[str, Any]:
 
 def model_state(request: Request) -> dict[str, Any]:
     holder = request.app.state.service.holder
+    if holder.ready and holder.get().fault is not None:  # the GPU failed: this process cannot generate again
+        return {"state": "failed", "error": str(holder.get().fault)}
     if holder.ready:
         engine = holder.get()
         scheduler = engine.scheduler
@@ -126,9 +224,10 @@ async def health(request: Request) -> dict[str, Any]:
     return {**_jobs(request).counts(), "model": model_state(request)}
 
 
-@router.get("/ping", summary="200 when ready, 204 while the model loads, 503 when it failed",
+@router.get("/ping", summary="200 when ready, 204 while the model loads, 503 when it failed to load or the GPU "
+                             "failed",
             responses={200: {"description": "ready"}, 204: {"description": "initialising"},
-                       503: {"description": "model failed to load"}})
+                       503: {"description": "model failed to load, or an unrecoverable GPU error"}})
 async def ping(request: Request) -> Response:
     state = model_state(request)
     if state["state"] == "ready":
