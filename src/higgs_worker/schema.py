@@ -234,7 +234,8 @@ class OpenAISpeech(BaseModel):
 
     model: str = Field(..., description="Any of the names `GET /v1/models` lists.")
     input: str = Field(..., description="Text to speak.")
-    voice: str = Field(..., description="A preset or uploaded voice name; `default` lets the model choose.")
+    voice: str | dict[str, str] = Field(..., description="A preset or uploaded voice name, or OpenAI's object form "
+                                                        "`{\"id\": \"NAME\"}`; `default` lets the model choose.")
     instructions: str | None = Field(None, description="How to speak: becomes the scene description.")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Playback speed, 0.25 to 4.0 (pitch-preserving time stretch).")
@@ -256,6 +257,22 @@ class OpenAISpeech(BaseModel):
     generation_chunk_buffer_size: int | None = None
     ras_win_len: int | None = None
     ras_win_max_num_repeat: int | None = None
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_id(cls, value: Any) -> str:
+        """OpenAI's ``{"id": "NAME"}`` is the name itself; any other key in it is refused by its name. Always a name
+        after validation."""
+        if isinstance(value, dict):
+            unknown = sorted(str(k) for k in value if k != "id")
+            if unknown:
+                raise ValueError(f"unknown field `{unknown[0][:64]}` in the voice object (it takes only `id`)")
+            if not isinstance(value.get("id"), str):
+                raise ValueError('an object must be {"id": "NAME"}')
+            return value["id"]
+        if not isinstance(value, str):
+            raise ValueError('must be a voice name or {"id": "NAME"}')
+        return value
 
     def to_request(self) -> SpeechRequest:
         if self.instructions and self.scene_prompt:
