@@ -30,6 +30,8 @@ SHORT = Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=40, stop_at_eos=
 
 @pytest.mark.parametrize(("exc", "fatal"), [
     (RuntimeError(ILLEGAL_ACCESS), True),
+    (torch.AcceleratorError("CUDA error: an illegal memory access was encountered"), True),  # what torch raises
+    (torch.AcceleratorError("CUDA error: out of memory"), False),
     (RuntimeError("CUDA error: device-side assert triggered"), True),
     (RuntimeError("CUDA error: unspecified launch failure"), True),
     (RuntimeError("CUDA error: an illegal instruction was encountered"), True),

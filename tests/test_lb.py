@@ -5,6 +5,7 @@ refused by name in OpenAI's error shape)."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import httpx
@@ -39,7 +40,10 @@ def lb(tiny_model_dir, tmp_path_factory):
         wait_until(healthy, 180, "/ping on PORT_HEALTH to answer 200")
         yield srv
     finally:
-        srv.stop()
+        code = srv.stop()
+    assert code in (0, -signal.SIGTERM), srv.output()[-3000:]  # SIGTERM ends both servers, gracefully
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{srv.health_url}/ping", timeout=2)
 
 
 def test_ping_answers_on_the_health_port_and_nothing_else_does(lb):

@@ -169,6 +169,22 @@ def test_a_receiver_that_never_answers_costs_one_timeout_per_attempt():
     assert results == [False]
 
 
+def test_drain_waits_for_deliveries_due_but_not_for_distant_retries():
+    with Listener(hold=True) as hook:
+        s = sender(retries=1, retry_delay_s=60)
+        s.send(f"{hook.url}/a", {"id": "job-6", "status": "COMPLETED"})
+        hook.wait_posts(1)
+        assert s.drain(0.2) is False  # the attempt is still in flight
+        hook.release.set()
+        assert s.drain(10) is True and s.delivered == 1
+    with Listener(statuses=[500]) as hook:
+        s = sender(retries=1, retry_delay_s=60)
+        s.send(f"{hook.url}/b", {"id": "job-7", "status": "FAILED"})
+        hook.wait_posts(1)
+        assert s.drain(1) is False and s.pending() == 1  # its retry is a minute away: not waited for
+        s.close()
+
+
 # -- the server -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

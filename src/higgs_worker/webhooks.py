@@ -15,6 +15,7 @@ are not followed: a 3xx answer counts as a failed attempt.
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
@@ -129,6 +130,7 @@ class WebhookSender:
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._closed = False
+        self._in_flight = 0
         self._threads = [threading.Thread(target=self._loop, name=f"{_THREAD_PREFIX}{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -136,9 +138,13 @@ class WebhookSender:
 
     @classmethod
     def from_settings(cls, settings, **kw) -> WebhookSender:
+        """The process's sender; at exit it gives deliveries due by then one ``WEBHOOK_TIMEOUT_S`` to finish, so
+        jobs that end during a graceful shutdown are still reported."""
         guard = WebhookGuard(allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private)
-        return cls(guard, retries=settings.webhook_retries, retry_delay_s=settings.webhook_retry_delay_s,
-                   timeout_s=settings.webhook_timeout_s, **kw)
+        sender = cls(guard, retries=settings.webhook_retries, retry_delay_s=settings.webhook_retry_delay_s,
+                     timeout_s=settings.webhook_timeout_s, **kw)
+        atexit.register(sender.drain, settings.webhook_timeout_s + 1)
+        return sender
 
     def check(self, url: str) -> None:
         """Refuse a URL when the job is submitted (:class:`WebhookRefused`); resolves DNS, so call it off the loop."""
@@ -161,6 +167,20 @@ class WebhookSender:
         with self._cond:
             return len(self._due)
 
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the deliveries due by then (retries later than that are not waited for);
+        True when none is left waiting or in flight."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                waiting = self._in_flight or (self._due and self._due[0][0] <= deadline)
+                if not waiting:
+                    return not self._due
+                if now >= deadline:
+                    return False
+                self._cond.wait(min(0.05, deadline - now))
+
     def close(self) -> None:
         """Stop delivering (waiting retries are dropped); attempts in flight end within ``WEBHOOK_TIMEOUT_S``."""
         with self._cond:
@@ -175,11 +195,17 @@ class WebhookSender:
                     now = time.monotonic()
                     if self._due and self._due[0][0] <= now:
                         delivery = heapq.heappop(self._due)[2]
+                        self._in_flight += 1
                         break
                     self._cond.wait(None if not self._due else self._due[0][0] - now)
                 else:
                     return
-            self._attempt(delivery)
+            try:
+                self._attempt(delivery)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
 
     def _attempt(self, delivery: _Delivery) -> None:
         delivery.attempts += 1
