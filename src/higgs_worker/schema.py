@@ -88,6 +88,13 @@ class SpeechRequest(BaseModel):
                                                           "time stretch of the generated audio.")
     save_voice: str | None = Field(None, description="Also keep the generated speech as a library voice under this name "
                                                      "(its text becomes the transcript), to reuse a designed voice.")
+    verify: bool | dict[str, Any] = Field(
+        False, description="Hear every chunk with speech recognition and generate it again (next seed) when it does not "
+                           "say its text: `true`, or `{\"max_wer\": 0.3, \"max_attempts\": 3}`.")
+    timestamps: Literal["word"] | None = Field(None, description="`word`: return the words heard with their start and "
+                                                                 "end in seconds of the final audio.")
+    captions: Literal["srt", "vtt"] | None = Field(None, description="Return captions of the audio in SRT or WebVTT.")
+    trim_silence: bool = Field(True, description="Cut silence at the end longer than `TRIM_SILENCE_S` (whole responses).")
 
     # Worked out once by the service and kept for the request's life (checks, then generation, reuse them).
     _references: list | None = PrivateAttr(None)  # resolved voices
@@ -148,6 +155,39 @@ class SpeechRequest(BaseModel):
                                  f"{settings.max_scene_chars} (MAX_SCENE_CHARS)")
             out[f"SPEAKER{int(match.group(1))}"] = " ".join(text.clean(description).split())
         return out
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify(cls, value: Any) -> bool | dict[str, Any]:
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        if not isinstance(value, dict) or set(value) - {"max_wer", "max_attempts"}:
+            raise ValueError("must be true, false or an object with `max_wer` and/or `max_attempts`")
+        out: dict[str, Any] = {}
+        if "max_wer" in value:
+            wer = value["max_wer"]
+            if isinstance(wer, bool) or not isinstance(wer, int | float) or not 0 <= wer <= 5:
+                raise ValueError("max_wer must be a number from 0 to 5")
+            out["max_wer"] = float(wer)
+        if "max_attempts" in value:
+            attempts = value["max_attempts"]
+            if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 8:
+                raise ValueError("max_attempts must be a whole number from 1 to 8")
+            out["max_attempts"] = attempts
+        return out
+
+    def verify_spec(self, max_wer: float, max_attempts: int):
+        """The check this request asks for (server defaults filled in), or None."""
+        from .quality import VerifySpec
+
+        if self.verify is False:
+            return None
+        given = self.verify if isinstance(self.verify, dict) else {}
+        return VerifySpec(given.get("max_wer", max_wer), int(given.get("max_attempts", max_attempts)))
+
+    @property
+    def needs_asr(self) -> bool:
+        return self.verify is not False or self.timestamps is not None or self.captions is not None
 
     @field_validator("save_voice")
     @classmethod
@@ -249,6 +289,10 @@ class OpenAISpeech(BaseModel):
     speaker_descriptions: dict[str, str] | str | None = None
     ref_audio_in_system_message: bool | None = None
     save_voice: str | None = None
+    verify: bool | dict[str, Any] | None = None
+    timestamps: Literal["word"] | None = None
+    captions: Literal["srt", "vtt"] | None = None
+    trim_silence: bool | None = None
     ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
     ref_text: str | None = None
     chunk_method: ChunkMethod | None = None
@@ -286,7 +330,8 @@ class OpenAISpeech(BaseModel):
             body["ref_text"] = self.ref_text
         for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method", "chunk_max_word_num",
                      "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat",
-                     "speaker_descriptions", "ref_audio_in_system_message", "save_voice"):
+                     "speaker_descriptions", "ref_audio_in_system_message", "save_voice", "verify",
+                     "timestamps", "captions", "trim_silence"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 import logging
 import queue
 import secrets
@@ -23,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from . import audio, tempo, text
+from . import audio, quality, tempo, text
 from .engine import AudioTurn, Cancelled, Engine, EngineHolder, ModelLoadError, Sampling, build_context
 from .engine.prompt import resolve_scene
 from .engine.scheduler import DeviceFault, Job
@@ -117,6 +118,10 @@ class SpeechService:
                                      max_concurrent=settings.max_concurrent_fetches)
         self.voices = voices or VoiceLibrary.from_settings(settings, fetcher)
         self._storage: Storage | None = None
+        self._recognizer = None
+        self._asr_error: Exception | None = None
+        self._asr_lock = threading.Lock()
+        self.asr_metrics = None  # set by the HTTP app so speech checks show on /metrics
 
     @property
     def engine(self) -> Engine:
@@ -149,6 +154,7 @@ class SpeechService:
         self._references(request, cancel)
         if request.save_voice and request.save_voice in self.voices.names():
             raise RequestError("save_voice", f"a voice named {request.save_voice!r} already exists")
+        self._check_asr(request)
 
     def _references(self, request: SpeechRequest, cancel: threading.Event | None = None) -> list:
         if request._references is None:
@@ -156,12 +162,15 @@ class SpeechService:
         return request._references
 
     def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: _Record,
-                    on_frame: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
+                    on_frame: Callable[[torch.Tensor], None] | None = None,
+                    on_accept: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
         """Start each chunk's generation in turn and yield its job; when resumed, collect its codes.
 
         The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
-        previous chunks' codes, so chunks run one after another.
+        previous chunks' codes, so chunks run one after another. With ``verify`` each chunk is heard and may be
+        generated again; ``on_accept`` gets the plain codes each chunk finally keeps.
         """
+        spec = request.verify_spec(self.settings.verify_max_wer, self.settings.verify_max_attempts)
         normalised, chunks = self.plan(request)
         references = self._references(request, cancel)
         speakers = text.speaker_tags(normalised)
@@ -186,10 +195,21 @@ class SpeechService:
             kept = history[-buffer:] if buffer else []
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
-            result = engine.finish(job)
-            record.generation_s += result.seconds
-            record.usage.prompt_tokens += result.prompt_tokens
-            record.usage.audio_frames += result.steps
+            result = self._count(record, engine.finish(job))
+            if spec is not None:
+                prompt = context.prompt(chunk, kept)
+                result, report = quality.check_chunk(
+                    index, chunk, record.seed + index, spec, result,
+                    generate=lambda seed, prompt=prompt: self._count(record, engine.generate(prompt, sampling, seed,
+                                                                                             cancel)),
+                    hear=lambda generation, chunk=chunk: self._hear(engine, generation, chunk),
+                    truncated=lambda generation: generation.truncated)
+                record.quality.append(report)
+                if self.asr_metrics is not None:
+                    self.asr_metrics.observe_check(report.best.wer)
+                    self.asr_metrics.observe_chunk(len(report.attempts), report.passed)
+            if on_accept is not None:
+                on_accept(result.codes)
             record.frames += int(result.codes.shape[0])
             record.codes.append(result.codes)
             if result.truncated:
@@ -202,6 +222,65 @@ class SpeechService:
                         len(record.truncated_chunks), len(chunks), request.max_new_tokens,
                         ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
         record.timings["generate"] = record.generation_s
+
+    @staticmethod
+    def _count(record: _Record, generation):
+        """Add one generation's cost to the request's books (every attempt counts)."""
+        record.generation_s += generation.seconds
+        record.usage.prompt_tokens += generation.prompt_tokens
+        record.usage.audio_frames += generation.steps
+        return generation
+
+    def _hear(self, engine: Engine, generation, chunk: str) -> tuple[str, float]:
+        """What one chunk's audio says, and how long it is."""
+        if generation.codes.shape[0] == 0:
+            return "", 0.0
+        wave = engine.decode(generation.codes)
+        heard = self.recognizer.transcribe(wave, quality.scoring_language(chunk))
+        return heard.text, len(wave) / engine.sample_rate
+
+    # -- speech recognition: loaded on first use, beside the engine ----------------------------------------
+
+    @property
+    def recognizer(self):
+        if self._recognizer is None:
+            with self._asr_lock:
+                if self._recognizer is None:
+                    if self._asr_error is not None:
+                        raise self._asr_error
+                    from .asr.policy import build_recognizer
+
+                    try:
+                        self._recognizer = build_recognizer(self.settings, self.asr_metrics)
+                    except ModelLoadError as exc:
+                        self._asr_error = exc  # remembered: no new load attempt per request
+                        raise
+        return self._recognizer
+
+    def _check_asr(self, request: SpeechRequest) -> None:
+        if not request.needs_asr:
+            return
+        from .asr.policy import asr_load_wanted
+
+        if not asr_load_wanted(self.settings):
+            field_name = "verify" if request.verify is not False else "timestamps" if request.timestamps else "captions"
+            raise RequestError(field_name, "needs speech recognition, which is off on this server (ASR=off, or no "
+                                           "model in ASR_PATH)")
+
+    def _timed_words(self, wave: np.ndarray, sample_rate: int, request: SpeechRequest, record: _Record) -> None:
+        """Words with times, and captions, of the final audio (after trimming and speed)."""
+        if request.timestamps is None and request.captions is None:
+            return
+        from .asr.captions import captions
+
+        t = time.perf_counter()
+        heard = self.recognizer.transcribe(wave, None, sample_rate=sample_rate)
+        record.timings["timestamps"] = time.perf_counter() - t
+        if request.timestamps == "word":
+            record.words = [w.as_dict() for w in heard.words]
+        if request.captions is not None:
+            record.captions = {"format": request.captions,
+                               "text": captions(heard.words, request.captions, duration=len(wave) / sample_rate)}
 
     def _record(self, request: SpeechRequest) -> _Record:
         seed = request.seed if request.seed is not None else secrets.randbits(63)
@@ -219,12 +298,20 @@ class SpeechService:
         codes = torch.cat(pieces) if pieces else torch.zeros((0, engine.num_codebooks), dtype=torch.long)
         wave = engine.decode(codes)  # one decode over all chunks: no seams at the joins
         record.timings["decode"] = time.perf_counter() - t
+        if request.trim_silence and self.settings.trim_silence_s > 0:
+            from .asr.silence import trim_trailing_silence
+
+            kept = trim_trailing_silence(wave, engine.sample_rate, self.settings.trim_silence_s,
+                                         self.settings.silence_threshold_db)
+            record.trimmed_s = (len(wave) - len(kept)) / engine.sample_rate
+            wave = kept
         if request.save_voice:
             self._save_voice(request, wave, engine.sample_rate, record)
         if request.speed != 1.0:
             t = time.perf_counter()
             wave = tempo.stretch(wave, engine.sample_rate, request.speed)
             record.timings["speed"] = time.perf_counter() - t
+        self._timed_words(wave, engine.sample_rate, request, record)
         t = time.perf_counter()
         encoded = audio.encode(wave, request.format, engine.sample_rate)
         record.timings["encode"] = time.perf_counter() - t
@@ -303,8 +390,9 @@ class SpeechService:
                     raise
                 output["s3_error"] = str(exc)  # the audio still reaches the caller inline
             else:
-                output["timings"]["upload"] = round(time.perf_counter() - t, 4)
                 output["s3"] = uploaded.as_dict()
+                self._upload_sidecars(result, bucket, key, output)
+                output["timings"]["upload"] = round(time.perf_counter() - t, 4)
                 return output
         if len(result.audio) > self.settings.max_inline_bytes:
             raise RequestError("s3_bucket", f"the audio is {len(result.audio)} bytes, over the inline limit of "
@@ -312,6 +400,26 @@ class SpeechService:
                                             "or configure S3_BUCKET")
         output["audio_base64"] = base64.b64encode(result.audio).decode("ascii")
         return output
+
+    def _upload_sidecars(self, result: SpeechResult, bucket: str, key: str, output: dict[str, Any]) -> None:
+        """Captions (``KEY.srt`` / ``KEY.vtt``) and word times (``KEY.words.json``) beside the audio object, each
+        with a presigned URL; they stay inline in the output too. A failure is reported, the audio stays."""
+        base = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
+        files: list[tuple[str, str, bytes, str]] = []
+        captions = result.extras.get("captions")
+        if captions:
+            media = "application/x-subrip" if captions["format"] == "srt" else "text/vtt"
+            files.append(("captions", f"{base}.{captions['format']}", captions["text"].encode("utf-8"), media))
+        if result.extras.get("words") is not None:
+            files.append(("words", f"{base}.words.json", json.dumps(result.extras["words"]).encode("utf-8"),
+                          "application/json"))
+        for name, sidecar_key, data, media in files:
+            try:
+                uploaded = self.storage.upload(data, bucket, sidecar_key, media, self.settings.s3_presign_expiry_s)
+            except (StorageError, RequestError) as exc:
+                output.setdefault("s3_sidecar_errors", []).append(f"{name}: {exc}")
+            else:
+                output["s3"][name] = {"key": uploaded.key, "url": uploaded.url, "presigned_url": uploaded.presigned_url}
 
     def _run_streamed(self, request: JobRequest, cancel: threading.Event | None,
                       emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -345,10 +453,22 @@ class _Record:
     truncated_chunks: list[int] = field(default_factory=list)  # chunks cut at max_new_tokens
     saved_voice: str | None = None
     save_voice_error: str | None = None
+    quality: list = field(default_factory=list)  # quality.ChunkQuality per chunk, with verify
+    words: list[dict[str, Any]] | None = None
+    captions: dict[str, str] | None = None
+    trimmed_s: float = 0.0
 
     def extras(self) -> dict[str, Any]:
-        """Fields every result carries beyond the audio: truncation and the saved voice."""
+        """Fields every result carries beyond the audio: truncation, checks, timings, the saved voice."""
         out: dict[str, Any] = {"truncated": bool(self.truncated_chunks)}
+        if self.quality:
+            out["quality"] = quality.summary(self.quality)
+        if self.words is not None:
+            out["words"] = self.words
+        if self.captions is not None:
+            out["captions"] = self.captions
+        if self.trimmed_s:
+            out["trimmed_silence_s"] = round(self.trimmed_s, 3)
         if self.truncated_chunks:
             out["truncated_chunks"] = list(self.truncated_chunks)
         if self.saved_voice:
@@ -378,29 +498,47 @@ class SpeechStream:
         self._cancel = cancel
         self._record = service._record(request)
         self.samples = 0
+        self._sent: list[np.ndarray] = []
 
     def __iter__(self) -> Iterator[np.ndarray]:
         engine = self._service.engine
         self.sample_rate = engine.sample_rate
         decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
-        frames: queue.Queue[torch.Tensor] = queue.Queue()
         stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
         natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice
-        for job in self._service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
-            for piece in stream_job(job, frames, decoder, engine.num_codebooks):
-                if self.request.save_voice:
-                    natural.append(piece)
-                yield from self._emit(stretcher.feed(piece))
+        for piece in self._pieces(engine, decoder, record):
+            if self.request.save_voice:
+                natural.append(piece)
+            yield from self._emit(stretcher.feed(piece))
         tail = decoder.flush()
         if self.request.save_voice:
             natural.append(tail)
             self._service._save_voice(self.request, np.concatenate(natural), engine.sample_rate, record)
         yield from self._emit(stretcher.feed(tail))
         yield from self._emit(stretcher.close())
+        if self._sent:
+            self._service._timed_words(np.concatenate(self._sent), engine.sample_rate, self.request, record)
         record.timings["total"] = time.perf_counter() - record.started
         if record.first_audio_s is not None:
             record.timings["first_audio"] = record.first_audio_s
+
+    def _pieces(self, engine: Engine, decoder: StreamDecoder, record: _Record) -> Iterator[np.ndarray]:
+        """Decoded audio of the request. Frames are decoded as they are made; with ``verify`` a chunk's audio is
+        held until the chunk has passed (or spent its attempts), which costs that chunk's generation and check in
+        time to first audio."""
+        service = self._service
+        if self.request.verify is False:
+            frames: queue.Queue[torch.Tensor] = queue.Queue()
+            for job in service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
+                yield from stream_job(job, frames, decoder, engine.num_codebooks)
+            return
+        accepted: list[torch.Tensor] = []
+        for _job in service._chunk_jobs(self.request, self._cancel, record, on_accept=accepted.append):
+            while accepted:  # the chunk before this one has passed
+                yield decoder.push(accepted.pop(0))
+        while accepted:
+            yield decoder.push(accepted.pop(0))
 
     def encoded(self) -> Iterator[bytes]:
         """The stream encoded in the request's format by one encoder, at the engine's own sample rate (known
@@ -413,6 +551,8 @@ class SpeechStream:
 
     def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
         if piece.size:
+            if self.request.timestamps is not None or self.request.captions is not None:
+                self._sent.append(piece)  # heard once the stream ends, for word times and captions
             if self._record.first_audio_s is None:
                 self._record.first_audio_s = time.perf_counter() - self._record.started
             self.samples += piece.size

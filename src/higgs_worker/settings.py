@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     asr_batch_window_ms: float = Field(5.0, ge=0, le=1000, description="How long the recognizer waits after a first audio window for others to transcribe with it, in ms.")
     asr_max_batch_size: int = Field(16, ge=1, le=256, description="Most audio windows (up to 30 s each) transcribed in one batch.")
     trim_silence_s: float = Field(0.5, ge=0, le=60, description="Longest silence kept at the end of an utterance, in seconds; longer silence is cut (a request may send `trim_silence: false`).")
+    verify_max_wer: float = Field(0.3, ge=0, le=5, description="`verify: true`: a chunk whose word error rate against its text is above this is generated again.")
+    verify_max_attempts: int = Field(3, ge=1, le=8, description="`verify: true`: most attempts at one chunk (the best is kept); a request may ask for fewer or, up to 8, more.")
     silence_threshold_db: float = Field(-45.0, ge=-120, le=0, description="Audio quieter than this, in dB below the loudest 20 ms of the utterance, counts as silence.")
 
     # HTTP server.

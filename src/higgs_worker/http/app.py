@@ -29,6 +29,7 @@ from ..schema import RequestError
 from ..service import SpeechService, public_error
 from ..settings import Settings, get_settings
 from .auth import RequireKey
+from ..asr.metrics import ASRMetrics
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     settings = settings or get_settings()
     service = service or SpeechService(settings)
     metrics = Metrics()
+    service.asr_metrics = ASRMetrics(metrics.registry)  # speech checks show on /metrics beside synthesis
 
     def engine_loaded(engine) -> None:
         engine.scheduler.on_step = metrics.batch_size.observe

@@ -66,18 +66,18 @@ async def models(request: Request) -> dict[str, Any]:
                                         **extra} for m in MODEL_IDS]}
 
 
-@router.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
-             responses={200: {"content": {t: {} for t in set(audio.MEDIA_TYPES.values())}}})
-async def speech(body: OpenAISpeech, request: Request) -> Response:
+async def _admit(body: OpenAISpeech, request: Request, timestamps: str | None = None) -> SpeechRequest:
+    """Validate and check the request, then take one of the speech slots (the caller gives it back)."""
     if body.model not in MODEL_IDS:
         raise RequestError("model", f"unknown model {body.model!r}; use one of {', '.join(MODEL_IDS)}")
     service = _service(request)
-    voice_given = body.ref_audio is None
     try:
         speech_request = body.to_request()
+        if timestamps is not None and speech_request.timestamps is None:
+            speech_request.timestamps = timestamps
         await asyncio.to_thread(service.check, speech_request)
     except RequestError as exc:
-        raise _openai_error(exc, voice_given) from None
+        raise _openai_error(exc, body.ref_audio is None) from None
     _ensure_model(service)
     state = request.app.state
     limit = state.settings.max_concurrent_jobs
@@ -85,6 +85,15 @@ async def speech(body: OpenAISpeech, request: Request) -> Response:
         raise HTTPException(status_code=429, detail=f"{state.speech_inflight} speech requests are in flight; the "
                             f"limit is {limit} (MAX_CONCURRENT_JOBS)", headers={"Retry-After": "2"})
     state.speech_inflight += 1
+    return speech_request
+
+
+@router.post("/v1/audio/speech", summary="Text to speech (OpenAI-compatible)",
+             responses={200: {"content": {t: {} for t in set(audio.MEDIA_TYPES.values())}}})
+async def speech(body: OpenAISpeech, request: Request) -> Response:
+    service = _service(request)
+    speech_request = await _admit(body, request)
+    state = request.app.state
     if body.stream_format is None:
         try:
             return await _whole(request, service, speech_request)
@@ -95,6 +104,32 @@ async def speech(body: OpenAISpeech, request: Request) -> Response:
     except BaseException:
         state.speech_inflight -= 1
         raise
+
+
+@router.post("/v1/audio/speech/captioned", summary="Speech with word timings (and captions) in one JSON")
+async def speech_captioned(body: OpenAISpeech, request: Request) -> dict[str, Any]:
+    """The same request as ``/v1/audio/speech`` (``stream_format`` aside); the audio comes back base64 beside the
+    words heard with their times (``timestamps`` defaults to ``word`` here), captions when asked, and checks."""
+    if body.stream_format is not None:
+        raise RequestError("stream_format", "is not available here: this route answers one JSON document")
+    service = _service(request)
+    speech_request = await _admit(body, request, timestamps="word")
+    state = request.app.state
+    cancel = threading.Event()
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(request, cancel, done))
+    try:
+        result = await asyncio.to_thread(service.synthesize, speech_request, cancel)
+    except Cancelled:
+        raise HTTPException(status_code=499, detail="the client went away") from None
+    except ModelLoadError as exc:
+        raise HTTPException(status_code=503, detail=public_error(exc)) from None
+    finally:
+        state.speech_inflight -= 1
+        done.set()
+        await watcher
+    state.metrics.observe_result(result.duration_s, result.generation_s, None)
+    return {"audio_base64": base64.b64encode(result.audio).decode("ascii"), **result.metadata()}
 
 
 async def _whole(request: Request, service: SpeechService, speech_request: SpeechRequest) -> Response:
@@ -117,6 +152,11 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
                "X-Higgs-Chunks": str(result.chunks), "X-Higgs-Truncated": "true" if result.truncated else "false"}
     if result.extras.get("saved_voice"):
         headers["X-Higgs-Saved-Voice"] = result.extras["saved_voice"]
+    checked = result.extras.get("quality")
+    if checked:
+        failed = [str(c["index"]) for c in checked["chunks"] if not c["passed"]]
+        headers["X-Higgs-Quality"] = (f"{'passed' if checked['passed'] else 'failed'}; chunks={len(checked['chunks'])}; "
+                                      f"attempts={checked['attempts']}" + (f"; failed={','.join(failed)}" if failed else ""))
     if result.extras.get("save_voice_error"):
         headers["X-Higgs-Save-Voice-Error"] = result.extras["save_voice_error"][:200]
     return Response(result.audio, media_type=audio.MEDIA_TYPES[result.format], headers=headers)
@@ -304,11 +344,14 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
                                                        "output_tokens": usage["completion_tokens"],
                                                        "total_tokens": usage["total_tokens"]},
                 "seed": meta["seed"], "duration_s": meta["duration_s"], "truncated": meta["truncated"]}
-        for key in ("truncated_chunks", "saved_voice", "save_voice_error"):
+        for key in ("truncated_chunks", "saved_voice", "save_voice_error", "quality", "captions"):
             if key in meta:
                 done[key] = meta[key]
         _observe(stream, state.metrics)
-        return f"data: {json.dumps(done)}\n\n".encode()
+        words = ""
+        if "words" in meta:  # word times of the audio just sent, heard once it is complete
+            words = f"data: {json.dumps({'type': 'speech.audio.words', 'words': meta['words']})}\n\n"
+        return (words + f"data: {json.dumps(done)}\n\n").encode()
 
     def sse_failed(exc: BaseException) -> bytes:
         return f"data: {json.dumps({'type': 'error', 'error': public_error(exc, 'speech stream')})}\n\n".encode()
