@@ -1,19 +1,26 @@
 """Load and soak: N clients against the HTTP server on loopback for a bounded time, then the books are checked.
 
-    python -m bench.load [--clients 8] [--duration 60] [--json FILE] [--url http://127.0.0.1:PORT]
+    python -m bench.load [--clients 8] [--duration 60] [--abuse N] [--json FILE] [--url http://127.0.0.1:PORT]
 
 Without ``--url`` it starts ``higgs-worker serve`` on the tiny model on 127.0.0.1. Each client loops over a mix:
 whole files in every format, chunked audio streams, SSE streams, queued jobs (``/run`` then ``/status``),
 jobs cancelled mid-way, streams dropped mid-way, and bad inputs. Afterwards it checks that every accepted job
 reached a final state, every success decodes, the server's memory stayed flat, and the server still answers.
+
+``--abuse N`` adds N attackers beside the normal clients: hostile references (a few KB of FLAC claiming hours of
+8-channel audio, sent as ``ref_audio`` and as voice uploads), streams whose client never reads, jobs carrying a
+megabyte of junk, and parallel uploads racing for one voice name. A probe then asks for a short speech every
+second: ``slot_availability`` is the share it got served, and the server's peak memory (VmHWM) is reported.
 Prints a table and JSON; exits 1 when a check fails. Traffic goes to loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
+import socket
 import random
 import sys
 import tempfile
@@ -127,21 +134,125 @@ class Client(threading.Thread):
             self.errors.append(f"{kind}: HTTP {response.status_code}")
 
 
-def run(base: str, clients: int, duration: float, pid: int | None) -> dict:
+def hwm_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Attacker(Client):
+    """Abuse beside the normal traffic; every answer must be a clean refusal or a success, never a 5xx."""
+
+    def run(self) -> None:
+        from hostile_media import silent_flac
+
+        self.flac = silent_flac(150, declared_total=0)  # a few KB that decode to hundreds of MB at full rate
+        with httpx.Client(base_url=self.base, timeout=120) as client:
+            while time.monotonic() < self.until:
+                kind = self.rng.choice(["hostile_ref", "hostile_upload", "stall", "junk_job", "upload_race"])
+                try:
+                    getattr(self, kind)(client)
+                except Exception as exc:  # noqa: BLE001 - recorded, the loop goes on
+                    self.errors.append(f"{kind}: {exc.__class__.__name__}: {exc}")
+                self.stats[kind] += 1
+
+    def hostile_ref(self, client):
+        r = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "x", "voice": "default",
+                                                  "ref_audio": base64.b64encode(self.flac).decode(), "ref_text": "x"})
+        self._check(r.status_code in (400, 429), "hostile_ref", r)
+
+    def hostile_upload(self, client):
+        r = client.post("/v1/audio/voices", data={"name": f"evil{self.rng.randint(0, 9)}", "transcript": "x"},
+                        files={"audio": ("evil.flac", self.flac, "audio/flac")})
+        self._check(r.status_code in (400, 413, 429), "hostile_upload", r)
+
+    def stall(self, client):
+        """Open a long stream and never read it, then vanish: the slot must come back by itself."""
+        host, port = httpx.URL(self.base).host, httpx.URL(self.base).port
+        body = json.dumps({"model": "tts-1", "input": " ".join(["never read"] * 40), "voice": "default",
+                           "stream_format": "audio", "response_format": "wav", "max_new_tokens": 2000}).encode()
+        with socket.create_connection((host, port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            time.sleep(self.rng.uniform(1.0, 8.0))  # a client that holds the socket and reads nothing
+
+    def junk_job(self, client):
+        r = client.post("/run", json={"input": {"transcript": "x", "junk": "j" * (1024 * 1024)}})
+        refused = r.status_code == 200 and r.json().get("status") == "FAILED" and "junk" in r.json().get("error", "")
+        self._check(refused or r.status_code in (400, 429), "junk_job", r)  # refused at once, nothing queued
+
+    def upload_race(self, client):
+        from fixture_voices import encoded
+
+        name = f"race{self.rng.randint(0, 999)}"
+        audio = encoded("wav", seconds=1.0)
+
+        def one(out: list):
+            with httpx.Client(base_url=self.base, timeout=60) as c:
+                out.append(c.post("/v1/audio/voices", data={"name": name, "transcript": "Race."},
+                                  files={"audio": ("v.wav", audio, "audio/wav")}).status_code)
+
+        codes: list[int] = []
+        racers = [threading.Thread(target=one, args=(codes,)) for _ in range(4)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join()
+        ok = codes.count(201) == 1 and all(c in (201, 409) for c in codes) or all(c in (400, 429) for c in codes)
+        if not ok:
+            self.errors.append(f"upload_race: {sorted(codes)}")
+        client.delete(f"/v1/audio/voices/{name}")
+
+
+class Probe(threading.Thread):
+    """A polite user asking for a short speech every second; counts how often it is served."""
+
+    def __init__(self, base: str, until: float) -> None:
+        super().__init__(daemon=True)
+        self.base, self.until = base, until
+        self.served = self.asked = 0
+        self.latencies: list[float] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            while time.monotonic() < self.until:
+                t = time.monotonic()
+                try:
+                    r = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Probe.", "voice": "default",
+                                                              "response_format": "wav", "max_new_tokens": 10})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.asked += 1
+                if ok:
+                    self.served += 1
+                    self.latencies.append(time.monotonic() - t)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+
+
+def run(base: str, clients: int, duration: float, pid: int | None, abuse: int = 0) -> dict:
     with httpx.Client(base_url=base, timeout=60) as client:  # warm-up, then the memory baseline
         for fmt in FORMATS:
             client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Warm up.", "voice": "default",
                                                   "response_format": fmt, "max_new_tokens": 20}).raise_for_status()
+        if abuse:  # the attackers' long streams grow the slot KV cache to its full size once: do that first
+            client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Warm up long.", "voice": "default",
+                                                  "response_format": "pcm", "max_new_tokens": 2000},
+                        timeout=600).raise_for_status()
     rss_start = rss_bytes(pid) if pid else 0
     stats: Counter = Counter()
     jobs: list[str] = []
     errors: list[str] = []
     until = time.monotonic() + duration
     threads = [Client(base, i, until, stats, jobs, errors) for i in range(clients)]
+    threads += [Attacker(base, 1000 + i, until, stats, jobs, errors) for i in range(abuse)]
+    probe = Probe(base, until) if abuse else None
     started = time.monotonic()
-    for t in threads:
+    for t in threads + ([probe] if probe else []):
         t.start()
-    for t in threads:
+    for t in threads + ([probe] if probe else []):
         t.join(timeout=duration + 300)
     elapsed = time.monotonic() - started
     lost, states = [], Counter()
@@ -161,13 +272,21 @@ def run(base: str, clients: int, duration: float, pid: int | None) -> dict:
         alive = health.status_code == 200 and health.json()["model"]["state"] == "ready"
     rss_end = rss_bytes(pid) if pid else 0
     growth = (rss_end - rss_start) / rss_start if rss_start else 0.0
+    extra = {}
+    if probe is not None:
+        availability = probe.served / probe.asked if probe.asked else 0.0
+        lat = sorted(probe.latencies) or [0.0]
+        extra = {"abusers": abuse, "peak_rss_mb": round(hwm_bytes(pid) / 2**20, 1) if pid else None,
+                 "slot_availability": round(availability, 3), "probe_p50_s": round(lat[len(lat) // 2], 2),
+                 "probe_max_s": round(lat[-1], 2)}
     return {
         "date": time.strftime("%Y-%m-%d"), "clients": clients, "duration_s": round(elapsed, 1),
         "requests": sum(stats.values()), "by_kind": dict(stats), "jobs": len(jobs), "job_states": dict(states),
         "lost_jobs": len(lost), "client_errors": len(errors), "first_errors": errors[:5],
         "rss_start_mb": round(rss_start / 2**20, 1), "rss_end_mb": round(rss_end / 2**20, 1),
-        "rss_growth": round(growth, 3), "server_alive": alive,
-        "ok": not lost and not errors and alive and growth < 0.25,
+        "rss_growth": round(growth, 3), "server_alive": alive, **extra,
+        "ok": (not lost and not errors and alive and growth < 0.25
+               and (probe is None or extra["slot_availability"] >= 0.9)),
     }
 
 
@@ -175,13 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--abuse", type=int, default=0, help="attackers beside the normal clients")
     parser.add_argument("--url")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.url:
         if not httpx.URL(args.url).host.startswith("127."):
             parser.error("--url must be a loopback address")
-        result = run(args.url, args.clients, args.duration, None)
+        result = run(args.url, args.clients, args.duration, None, args.abuse)
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from servers import Server
@@ -192,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             model = make_tiny_model(Path(tmp) / "tiny", seed=0)
             server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
                              "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
-                             "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600"}, Path(tmp))
+                             "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",
+                             "STREAM_STALL_TIMEOUT_S": "5"}, Path(tmp))
             try:
                 server.wait_ready()
-                result = run(server.url, args.clients, args.duration, server.proc.pid)
+                result = run(server.url, args.clients, args.duration, server.proc.pid, args.abuse)
             finally:
                 server.stop()
     width = max(len(k) for k in result)
