@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -185,7 +186,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._stop = False
         self.steps = 0
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: deque[int] = deque(maxlen=4096)  # the recent steps' batch sizes (bounded: runs forever)
         self.on_step: Callable[[int], None] | None = None  # observer (metrics) of each step's batch size
         self.split = 0  # rows per forward pass after an out-of-memory (0: all at once)
         self._split_since = 0
