@@ -10,7 +10,10 @@ the same work), it measures:
 * ``single_overhead_ratio``: the engine's time for one request (generate + decode) over the plain path's;
 * ``ttfa_ratio``: time to first streamed audio over the time of the whole request (streaming path);
 * ``server_overhead_ms_p50`` / ``_p95``: HTTP wall time per request minus the engine time the server reports,
-  through the real server on loopback (tiny model, short requests, so the overhead is what is measured).
+  through the real server on loopback (tiny model, short requests, so the overhead is what is measured);
+* ``verify_overhead_ratio``: a request with ``verify`` (one attempt: the cost of hearing and scoring each chunk)
+  over the same request without it, on the tiny TTS model and the tiny Whisper; ``verify_retry_ratio`` the same
+  with the default attempts, which the random weights always spend.
 
 Prints a table and a JSON document (also written to ``--json``).
 """
@@ -110,12 +113,42 @@ def server_overhead(requests: int) -> dict[str, float]:
             "server_overhead_ms_p95": round(overheads[min(len(overheads) - 1, int(0.95 * len(overheads)))], 2)}
 
 
+def verify_overhead(requests: int) -> dict[str, float]:
+    """Whole requests with and without ``verify``, alternating, on the tiny models (TTS and Whisper)."""
+    from higgs_worker.engine import EngineHolder
+    from higgs_worker.schema import SpeechRequest
+    from higgs_worker.service import SpeechService
+    from higgs_worker.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = make_tiny_model(Path(tmp) / "tiny", seed=0)
+        engine = Engine(load_model(tiny / "model", tiny / "tokenizer", "cpu", "float32"))
+        settings = Settings(volume_root=Path(tmp) / "vol", asr="on", asr_path=tiny / "asr", model_path=tiny / "model",
+                            tokenizer_path=tiny / "tokenizer")
+        service = SpeechService(settings, holder=EngineHolder(lambda: engine))
+        body = {"transcript": "Two short sentences to check. Each one is its own chunk.", "chunk_method": "sentence",
+                "chunk_max_word_num": 6, "max_new_tokens": 60, "seed": 1, "temperature": 1.0}
+        service.synthesize(SpeechRequest.parse({**body, "verify": {"max_attempts": 1}}))  # load and warm Whisper
+        times: dict[str, list[float]] = {"plain": [], "verify": [], "retry": []}
+        for _ in range(requests):
+            for kind, extra in (("plain", {}), ("verify", {"verify": {"max_attempts": 1}}), ("retry", {"verify": True})):
+                start = time.perf_counter()
+                service.synthesize(SpeechRequest.parse({**body, **extra}))
+                times[kind].append(time.perf_counter() - start)
+        service.recognizer.close()
+        engine.close()
+    plain = statistics.median(times["plain"])
+    return {"verify_plain_s": round(plain, 3), "verify_overhead_ratio": round(statistics.median(times["verify"]) / plain, 2),
+            "verify_retry_ratio": round(statistics.median(times["retry"]) / plain, 2)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--http-requests", type=int, default=30)
+    parser.add_argument("--verify-requests", type=int, default=3)
     parser.add_argument("--model-cache", type=Path,
                         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs-worker"
                         / "bench-model")
@@ -174,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.http_requests > 0:
         results.update(server_overhead(args.http_requests))
+    if args.verify_requests > 0:
+        results.update(verify_overhead(args.verify_requests))
     print_table(results)
     print(json.dumps(results, indent=2))
     if args.json:
