@@ -18,30 +18,6 @@ def request(**body):
     return SpeechRequest.parse(body)
 
 
-@pytest.fixture()
-def spy(service, monkeypatch):
-    """Record every prompt the service hands the (real) engine."""
-    engine = service.engine
-    calls = []
-    real_start, real_finish = engine.start, engine.finish
-
-    def start(prompt, sampling, seed, cancel=None, on_frame=None):
-        job = real_start(prompt, sampling, seed, cancel, on_frame)
-        calls.append([prompt, seed, job])
-        return job
-
-    def finish(job):
-        result = real_finish(job)
-        for call in calls:
-            if call[2] is job:
-                call[2] = result
-        return result
-
-    monkeypatch.setattr(engine, "start", start)
-    monkeypatch.setattr(engine, "finish", finish)
-    return calls
-
-
 def test_same_request_and_seed_give_identical_audio(service):
     a = service.synthesize(request(transcript="Hello there.", temperature=1.0))
     b = service.synthesize(request(transcript="Hello there.", temperature=1.0))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from .. import audio
 from ..engine import Cancelled, ModelLoadError
-from ..schema import OpenAISpeech, RequestError, SpeechRequest
+from ..schema import OpenAISpeech, RequestError, SpeechRequest, SpeechResult
 from ..service import SpeechService, public_error
 
 log = logging.getLogger(__name__)
@@ -114,38 +114,37 @@ async def speech_captioned(body: OpenAISpeech, request: Request) -> dict[str, An
         raise RequestError("stream_format", "is not available here: this route answers one JSON document")
     service = _service(request)
     speech_request = await _admit(body, request, timestamps="word")
-    state = request.app.state
-    cancel = threading.Event()
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_watch_disconnect(request, cancel, done))
     try:
-        result = await asyncio.to_thread(service.synthesize, speech_request, cancel)
-    except Cancelled:
-        raise HTTPException(status_code=499, detail="the client went away") from None
-    except ModelLoadError as exc:
-        raise HTTPException(status_code=503, detail=public_error(exc)) from None
+        result = await _synthesize(request, service, speech_request)
     finally:
-        state.speech_inflight -= 1
-        done.set()
-        await watcher
-    state.metrics.observe_result(result.duration_s, result.generation_s, None)
+        request.app.state.speech_inflight -= 1
+    if result is None:
+        raise HTTPException(status_code=499, detail="the client went away")
     return {"audio_base64": base64.b64encode(result.audio).decode("ascii"), **result.metadata()}
 
 
-async def _whole(request: Request, service: SpeechService, speech_request: SpeechRequest) -> Response:
+async def _synthesize(request: Request, service: SpeechService, speech_request: SpeechRequest) -> SpeechResult | None:
+    """The whole speech on a worker thread, cancelled if the client goes away (then None)."""
     cancel = threading.Event()
     done = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, cancel, done))
     try:
         result = await asyncio.to_thread(service.synthesize, speech_request, cancel)
     except Cancelled:
-        return Response(status_code=499)
+        return None
     except ModelLoadError as exc:
         raise HTTPException(status_code=503, detail=public_error(exc)) from None
     finally:
         done.set()
         await watcher
     request.app.state.metrics.observe_result(result.duration_s, result.generation_s, None)
+    return result
+
+
+async def _whole(request: Request, service: SpeechService, speech_request: SpeechRequest) -> Response:
+    result = await _synthesize(request, service, speech_request)
+    if result is None:
+        return Response(status_code=499)
     engine_s = sum(result.timings.get(k, 0.0) for k in ("reference_encode", "generate", "decode"))
     headers = {"X-Seed": str(result.seed), "X-Audio-Duration": f"{result.duration_s:.3f}",
                "X-Generation-Time": f"{result.generation_s:.3f}", "X-Engine-Time": f"{engine_s:.4f}",
