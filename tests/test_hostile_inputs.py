@@ -75,6 +75,8 @@ def test_hostile_references_do_not_raise_peak_memory(server, http):
     short = encoded("flac", 0.1, 44100, 2)
     assert "at least 0.2 s" in runsync_with_reference(http, short)["error"]
     assert upload(http, "warm", short).status_code == 400
+    with ThreadPoolExecutor(6) as pool:  # and the server threads that parallel uploads wake (their stacks, arenas)
+        assert set(pool.map(lambda i: upload(http, f"warm{i}", short).status_code, range(6))) == {400}
     before = peak_rss(server.proc.pid)
 
     unknown_length = silent_flac(150, declared_total=0)  # 5 KB of 8-channel silence; 315 MB decoded at full rate
