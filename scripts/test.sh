@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-dev.sh
-exec .venv/bin/python -m pytest -q "$@"
+# One worker per core (PYTEST_WORKERS overrides); each test file stays on one worker, so a file's server starts once.
+exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
