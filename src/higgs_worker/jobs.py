@@ -1,6 +1,7 @@
-"""The local job store behind ``/run``, ``/runsync``, ``/status``, ``/stream``, ``/cancel`` and ``/purge-queue``.
+"""The job stores behind ``/run``, ``/runsync``, ``/status``, ``/stream``, ``/cancel`` and ``/purge-queue``.
 
-In memory, like a RunPod worker's own view: every accepted job reaches a final state (COMPLETED, FAILED,
+:class:`JobStore` keeps jobs in this process (``JOB_STORE=memory``); :mod:`higgs_worker.jobs_redis` shares them
+between replicas through Redis; both follow :class:`JobStoreAPI`. In memory, like a RunPod worker's own view: every accepted job reaches a final state (COMPLETED, FAILED,
 CANCELLED or TIMED_OUT). Jobs run on a thread pool; the work function gets the job (input, cancel event, id) and a
 callback for stream pieces. A job may carry RunPod's policy (its own execution timeout, and a ``ttl`` counted from
 submission after which it is forgotten whatever its state) and a callback told once it ends (webhooks).
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ RETRYABLE = frozenset({FAILED, TIMED_OUT})
 MAX_ERROR_CHARS = 1000
 
 Work = Callable[["Job", Callable[[Any], None]], dict[str, Any]]
+
+
+class StoreUnavailable(RuntimeError):
+    """The shared job store cannot be reached; job routes answer 503 with this message (speech routes go on)."""
 
 
 class QueueFull(RuntimeError):
@@ -82,6 +87,7 @@ class Job:
     expired: bool = False  # its ttl passed: forgotten, and not kept once it ends
     on_end: Callable[[Job], None] | None = None  # told once each time the job reaches a final state
     retries: int = 0
+    worker: str | None = None  # shared stores: the replica that ran it last (RunPod's ``workerId``)
 
     def view(self) -> dict[str, Any]:
         """The job as RunPod's ``/status`` shows it."""
@@ -94,6 +100,8 @@ class Job:
             out["output"] = self.output
         if self.error is not None:
             out["error"] = self.error
+        if self.worker is not None:
+            out["workerId"] = self.worker
         return out
 
 
@@ -108,6 +116,33 @@ def approx_size(value: Any) -> int:
     return 8
 
 
+class JobStoreAPI(Protocol):
+    """What the job routes need from a store: :class:`JobStore` (this process) or
+    :class:`higgs_worker.jobs_redis.RedisJobStore` (shared by replicas).
+
+    ``shared`` stores do network I/O in every call (routes call them off the event loop) and hand out snapshots:
+    a snapshot's ``done`` is set only if it was final when read, so waiting means reading again.
+    """
+
+    shared: bool
+    workers: int
+
+    def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
+               ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
+               webhook: str | None = None) -> Job: ...
+    def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
+               webhook: str | None = None) -> Job: ...
+    def retry(self, job_id: str) -> Job | None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def cancel(self, job_id: str) -> Job | None: ...
+    def purge_queue(self) -> int: ...
+    def take_stream(self, job: Job) -> list[Any]: ...
+    def counts(self) -> dict[str, dict[str, int]]: ...
+    def queue_depth(self) -> int: ...
+    def retained(self) -> tuple[int, int]: ...
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
 def _internal_error(exc: BaseException) -> str:
     ref = uuid.uuid4().hex[:8]
     log.error("job failed (error id %s)", ref, exc_info=exc)
@@ -116,6 +151,8 @@ def _internal_error(exc: BaseException) -> str:
 
 class JobStore:
     """Accepts jobs, runs them on ``workers`` threads, keeps finished ones within time, count and byte limits."""
+
+    shared = False  # one process's memory: lookups are local and jobs are the live objects
 
     def __init__(self, work: Work, workers: int, retention_s: float, timeout_s: float,
                  on_change: Callable[[], None] | None = None, max_open: int = 1_000_000,
@@ -148,7 +185,8 @@ class JobStore:
     # -- intake ---------------------------------------------------------------------------------------------
 
     def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
-               ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None) -> Job:
+               ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
+               webhook: str | None = None) -> Job:
         """Queue a job whose input has already been validated.
 
         ``timeout_s`` replaces the store's timeout for this job; ``ttl_s`` forgets it that long after now, whatever
@@ -170,7 +208,8 @@ class JobStore:
         self._on_change()
         return job
 
-    def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None) -> Job:
+    def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
+               webhook: str | None = None) -> Job:
         """Record a job refused before queueing (bad input): FAILED at once with ``error``, no input kept."""
         job = self._new(None, ttl_s, on_end)
         with self._cond:

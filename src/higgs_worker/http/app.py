@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.scheduler import DeviceFault
-from ..jobs import Job, JobStore
+from ..jobs import Job, JobStore, StoreUnavailable
 from ..schema import RequestError
 from ..service import SpeechService, public_error
 from ..settings import Settings, get_settings
@@ -163,7 +163,10 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
         return output
 
     def jobs_changed() -> None:
-        counts = app.state.jobs.counts()["jobs"]
+        try:
+            counts = app.state.jobs.counts()["jobs"]
+        except StoreUnavailable:
+            return  # the shared store is down: the gauges keep their last values
         metrics.queue_depth.set(counts["inQueue"])
         metrics.jobs_running.set(counts["inProgress"])
 
@@ -173,12 +176,28 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
         # requests can share a batch, so size it for the configured concurrency.
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=settings.max_concurrent_jobs + 8, thread_name_prefix="request"))
-        app.state.jobs = JobStore(work, workers=settings.max_batch_size, retention_s=settings.job_retention_s,
-                                  timeout_s=settings.job_timeout_s, on_change=jobs_changed,
-                                  max_open=settings.max_concurrent_jobs, retain_max=settings.job_retain_max,
-                                  retain_bytes=settings.job_retain_bytes,
-                                  stream_buffer=settings.stream_buffer_pieces,
-                                  stall_s=settings.stream_stall_timeout_s, describe_error=public_error)
+        limits = dict(workers=settings.max_batch_size, retention_s=settings.job_retention_s,
+                      timeout_s=settings.job_timeout_s, on_change=jobs_changed, max_open=settings.max_concurrent_jobs,
+                      retain_max=settings.job_retain_max, retain_bytes=settings.job_retain_bytes,
+                      stream_buffer=settings.stream_buffer_pieces, stall_s=settings.stream_stall_timeout_s,
+                      describe_error=public_error)
+        if settings.job_store.strip().lower() == "memory":
+            app.state.jobs = JobStore(work, **limits)
+        else:  # jobs shared by every replica on the same Redis
+            from ..jobs_redis import RedisJobStore
+            from ..webhooks import WebhookSender
+
+            def notify(url: str, view: dict) -> None:
+                sender = getattr(app.state, "webhooks", None)
+                if sender is None:
+                    sender = app.state.webhooks = WebhookSender.from_settings(settings)
+                sender.send(url, view)
+
+            app.state.jobs = RedisJobStore(settings.job_store.strip(), work, lease_s=settings.job_lease_s,
+                                           max_attempts=settings.job_max_attempts, notify=notify, **limits)
+            if not await asyncio.to_thread(app.state.jobs.ping):
+                log.warning("job store (Redis at %s) unreachable at start; job routes answer 503 until it is "
+                            "back", app.state.jobs.where)
         if settings.preload_models:
             threading.Thread(target=_preload, args=(app,), name="model-load", daemon=True).start()
         yield
@@ -208,6 +227,12 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     async def validation_error(request: Request, exc: RequestValidationError):
         field, msg = _validation_message(exc)
         return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable):
+        # the shared job store (JOB_STORE) is down: job routes say so; speech routes never touch it
+        return JSONResponse(error_body(str(exc), kind="server_error"), status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(DeviceFault)
     async def device_fault(request: Request, exc: DeviceFault):
@@ -242,7 +267,10 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
     async def metrics_route() -> Response:
-        metrics.queue_depth.set(app.state.jobs.queue_depth())
+        try:
+            metrics.queue_depth.set(app.state.jobs.queue_depth())
+        except StoreUnavailable:
+            pass  # the shared job store is down: the last value stays
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(routes_jobs.router)

@@ -3,6 +3,9 @@
 The envelope takes RunPod's ``webhook`` (the final status POSTed there, see :mod:`higgs_worker.webhooks`) and
 ``policy`` (``executionTimeout``, ``ttl``), with RunPod's bounds. After an unrecoverable GPU error the routes refuse
 new work with 503 and the reason, and ``/ping`` answers 503, so a load balancer replaces the worker.
+
+With a shared store (``JOB_STORE=redis://…``) every store call is network I/O, so it runs off the event loop, and
+any replica answers for any job; an unreachable store is answered 503 (see the app's handler).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..jobs import FINAL, Job, JobStore, NotRetryable, QueueFull, approx_size
+from ..jobs import FINAL, Job, JobStoreAPI, NotRetryable, QueueFull, approx_size
 from ..schema import RequestError
 from ..service import public_error
 from ..settings import get_settings
@@ -73,12 +76,32 @@ async def wait_for_event(event, timeout: float) -> bool:
     return True
 
 
-def _jobs(request: Request) -> JobStore:
+def _jobs(request: Request) -> JobStoreAPI:
     return request.app.state.jobs
 
 
-def _job_or_404(request: Request, job_id: str):
-    job = _jobs(request).get(job_id)
+async def _call(store: JobStoreAPI, fn, *args):
+    """A store call: in place for the memory store, on a thread for a shared one (it waits on the network)."""
+    return await asyncio.to_thread(fn, *args) if store.shared else fn(*args)
+
+
+async def _wait_done(store: JobStoreAPI, job: Job, timeout: float) -> Job:
+    """The job once final, or as it is when ``timeout`` runs out. A shared store's job is a snapshot, so it is
+    read again until final (any replica may be running it)."""
+    if not store.shared:
+        await wait_for_event(job.done, timeout)
+        return job
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while job.status not in FINAL and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        job = await _call(store, store.get, job.id) or job
+    return job
+
+
+async def _job_or_404(request: Request, job_id: str):
+    store = _jobs(request)
+    job = await _call(store, store.get, job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id!r} (unknown, or past its retention)")
     return job
@@ -112,6 +135,7 @@ async def _submit(request: Request, body: RunBody) -> Job:
     _refuse_when_faulted(request)
     store = _jobs(request)
     on_end = None
+    webhook = None  # a shared store keeps the URL with the job: whichever replica ends it sends the webhook
     if body.webhook is not None:
         sender = _webhooks(request)
         try:
@@ -119,9 +143,11 @@ async def _submit(request: Request, body: RunBody) -> Job:
         except WebhookRefused as exc:
             raise RequestError("webhook", str(exc)) from None
         url = body.webhook
-
-        def on_end(job: Job) -> None:
-            sender.send(url, job.view())
+        if store.shared:
+            webhook = url
+        else:
+            def on_end(job: Job) -> None:
+                sender.send(url, job.view())
 
     policy = body.policy or JobPolicy()
     timeout_s = None if policy.executionTimeout is None else policy.executionTimeout / 1000
@@ -129,8 +155,13 @@ async def _submit(request: Request, body: RunBody) -> Job:
     try:
         request.app.state.service.parse_job(body.input)
     except RequestError as exc:
+        if store.shared:
+            return await asyncio.to_thread(lambda: store.reject(str(exc), ttl_s=ttl_s, webhook=webhook))
         return store.reject(str(exc), ttl_s=ttl_s, on_end=on_end)
     try:
+        if store.shared:
+            return await asyncio.to_thread(lambda: store.submit(
+                body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s, webhook=webhook))
         return store.submit(body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s,
                             on_end=on_end)
     except QueueFull as exc:
@@ -153,19 +184,20 @@ async def runsync(body: RunBody, request: Request,
                   wait: int | None = Query(None, ge=1000, le=300000, description="Most milliseconds to wait")) -> dict:
     job = await _submit(request, body)
     timeout = (wait / 1000) if wait else request.app.state.settings.runsync_wait_s
-    await wait_for_event(job.done, timeout)
+    job = await _wait_done(_jobs(request), job, timeout)
     return job.view()
 
 
 @router.get("/status/{job_id}", summary="A job's state and, when completed, its output")
 async def status(job_id: str, request: Request) -> dict[str, Any]:
-    return _job_or_404(request, job_id).view()
+    return (await _job_or_404(request, job_id)).view()
 
 
 @router.get("/stream/{job_id}", summary="Stream pieces produced since the last call")
 async def stream(job_id: str, request: Request) -> dict[str, Any]:
-    job = _job_or_404(request, job_id)
-    pieces = _jobs(request).take_stream(job)
+    job = await _job_or_404(request, job_id)
+    store = _jobs(request)
+    pieces = await _call(store, store.take_stream, job)
     out: dict[str, Any] = {"id": job.id, "status": job.status, "stream": [{"output": p} for p in pieces]}
     if job.error is not None:
         out["error"] = job.error
@@ -174,11 +206,12 @@ async def stream(job_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/cancel/{job_id}", summary="Cancel a queued or running job")
 async def cancel(job_id: str, request: Request) -> dict[str, Any]:
-    job = _jobs(request).cancel(job_id)
+    store = _jobs(request)
+    job = await _call(store, store.cancel, job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
     if job.status not in FINAL:
-        await wait_for_event(job.done, 30)
+        job = await _wait_done(store, job, 30)
     return {"id": job.id, "status": job.status}
 
 
@@ -187,8 +220,9 @@ async def cancel(job_id: str, request: Request) -> dict[str, Any]:
                         409: {"description": "not FAILED or TIMED_OUT, or its input was refused at submission"}})
 async def retry(job_id: str, request: Request) -> dict[str, Any]:
     _refuse_when_faulted(request)
+    store = _jobs(request)
     try:
-        job = _jobs(request).retry(job_id)
+        job = await _call(store, store.retry, job_id)
     except NotRetryable as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     except QueueFull as exc:
@@ -202,7 +236,8 @@ async def retry(job_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/purge-queue", summary="Cancel every job that has not started")
 async def purge_queue(request: Request) -> dict[str, Any]:
-    return {"removed": _jobs(request).purge_queue(), "status": "completed"}
+    store = _jobs(request)
+    return {"removed": await _call(store, store.purge_queue), "status": "completed"}
 
 
 def model_state(request: Request) -> dict[str, Any]:
@@ -221,7 +256,8 @@ def model_state(request: Request) -> dict[str, Any]:
 
 @router.get("/health", summary="Job and worker counts, model state")
 async def health(request: Request) -> dict[str, Any]:
-    return {**_jobs(request).counts(), "model": model_state(request)}
+    store = _jobs(request)
+    return {**await _call(store, store.counts), "model": model_state(request)}
 
 
 @router.get("/ping", summary="200 when ready, 204 while the model loads, 503 when it failed to load or the GPU "
