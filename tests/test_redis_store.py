@@ -11,8 +11,10 @@ import os
 import shutil
 import signal
 import subprocess
+import json
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import httpx
 import pytest
 
 from higgs_worker.jobs import CANCELLED, COMPLETED, FAILED, IN_QUEUE, NotRetryable, StoreUnavailable
-from servers import Server, free_port, wait_until
+from servers import LoopbackHTTPServer, Server, free_port, wait_until
 
 REDIS = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
 
@@ -273,8 +275,9 @@ MEDIUM = {"transcript": " ".join(f"w{i}" for i in range(8)), "chunk_method": "wo
 
 @pytest.fixture()
 def replicas(redis_server, tiny_model_dir, tmp_path):
-    hook_log = tmp_path / "hooks"
-    env = {"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
+    from fixture_voices import write_voices
+
+    env = {"VOICES_DIR": str(write_voices(tmp_path / "voices", ["tenor"])),"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
            "JOB_STORE": redis_server.url, "JOB_LEASE_S": "2", "MAX_BATCH_SIZE": "2", "LOG_DIR": str(tmp_path / "logs"),
            "VOLUME_ROOT": str(tmp_path / "vol"), "WARMUP": "false", "WEBHOOK_ALLOW_HTTP": "true",
            "WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_DELAY_S": "0"}
@@ -317,24 +320,47 @@ def test_two_replicas_share_jobs_spread_them_survive_a_kill_and_a_redis_restart(
         health = http.get(f"{b.url}/health").json()
         assert health["jobs"]["completed"] >= 21 and health["jobs"]["inQueue"] == 0
 
-        # one replica killed mid-job: every job still ends, once
-        ids = [http.post(f"{a.url}/run", json={"input": {**MEDIUM, "seed": i}}).json()["id"]
-               for i in range(4)]
-        wait_until(lambda: any(http.get(f"{a.url}/status/{i}").json()["status"] == "IN_PROGRESS" for i in ids),
-                   60, "a job to start")
-        victim, survivor = (a, b)
+        # one replica killed mid-job: every job still ends, and its webhook is told once
+        heard: list[dict] = []
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                heard.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        hook = LoopbackHTTPServer(Hook).__enter__()
+        ids = [http.post(f"{a.url}/run", json={"input": {**MEDIUM, "seed": i},
+                                               "webhook": f"{hook.url}/done"}).json()["id"] for i in range(4)]
+
+        def running_on():
+            for i in ids:
+                state = http.get(f"{a.url}/status/{i}").json()
+                if state["status"] == "IN_PROGRESS":
+                    return state["workerId"]
+            return None
+
+        worker = wait_until(running_on, 60, "a job to start")
+        victim, survivor = (a, b) if f":{a.proc.pid}:" in worker else (b, a)
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(10)
         ends = [wait_until(lambda i=i: (s := http.get(f"{survivor.url}/status/{i}").json())["status"] in
                            (COMPLETED, FAILED, CANCELLED) and s, 300, "jobs after the kill") for i in ids]
         assert all(e["status"] == COMPLETED for e in ends), [e.get("error") for e in ends]
+        wait_until(lambda: len(heard) >= 4, 30, "the webhooks")
+        time.sleep(2)
+        hook.__exit__(None, None, None)
+        assert sorted(h["id"] for h in heard) == sorted(ids) and {h["status"] for h in heard} == {COMPLETED}
 
         # Redis stopped mid-run: job routes 503 with the reason, speech goes on; after a restart, jobs work again
         redis_server.stop()
         down = http.post(f"{survivor.url}/run", json={"input": JOB})
         assert down.status_code == 503 and "JOB_STORE" in down.json()["error"]["message"]
         assert http.get(f"{survivor.url}/health").status_code == 503
-        speech = http.post(f"{survivor.url}/v1/audio/speech", json={"input": "Still here.", "voice": "alloy",
+        speech = http.post(f"{survivor.url}/v1/audio/speech", json={"model": "tts-1", "input": "Still here.", "voice": "tenor",
                                                                     "response_format": "wav"})
         assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
         redis_server.start()
