@@ -158,3 +158,33 @@ def test_unknown_format_is_refused():
         audio.StreamEncoder("ogg")
     assert set(audio.MEDIA_TYPES) == {"wav", "flac", "mp3", "opus", "aac", "pcm"}
     assert audio.MEDIA_TYPES["mp3"] == "audio/mpeg" and audio.MEDIA_TYPES["pcm"] == "audio/L16"
+
+
+def decoded_frames(data: bytes):
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.audio[0]
+        return [(f.pts, f.samples) for f in c.decode(stream)], stream
+
+
+@pytest.mark.parametrize("fmt", ["opus"])  # the container with sample timestamps (granule positions)
+def test_a_stream_in_pieces_has_contiguous_timestamps_from_zero(fmt):
+    wave = tone(1.0)
+    streamed = b"".join(audio.encode_stream(np.array_split(wave, 7), fmt))
+    frames, _ = decoded_frames(streamed)
+    whole, _ = decoded_frames(audio.encode(wave, fmt))
+    assert frames[0][0] == 0
+    assert all(p + n == q for (p, n), (q, _) in zip(frames, frames[1:]))  # no gap, no overlap
+    assert sum(n for _, n in frames) == sum(n for _, n in whole)
+
+
+def test_mp3_is_64_kbps():
+    _, stream = decoded_frames(audio.encode(tone(1.0), "mp3"))
+    assert stream.bit_rate == 64000
+
+
+@pytest.mark.parametrize("fmt", ["wav", "pcm", "flac", "mp3", "opus", "aac"])
+def test_closing_twice_gives_nothing_more(fmt):
+    enc = audio.StreamEncoder(fmt)
+    enc.feed(tone(0.2))
+    enc.close()
+    assert enc.close() == b""

@@ -153,3 +153,9 @@ def test_dialogue_without_voices_or_scene():
     assert ctx.system == MULTISPEAKER_SYSTEM
     assert ctx.scene == "SPEAKER0: feminine\nSPEAKER1: masculine\nSPEAKER2: feminine"
     assert build_context(None, [], ["SPEAKER0"]) == Context(DEFAULT_SYSTEM, None, [])
+
+
+def test_audio_codes_of_any_integer_type_become_long_ids():
+    prompt = Prompt(text="Go.", turns=[AudioTurn("Ref.", torch.tensor([[3, 4, 5]], dtype=torch.int16))])
+    audio = model_inputs(StandInProcessor(codebooks=3), prompt)["audio_input_ids"]
+    assert audio.dtype == torch.long and audio[0, 1].tolist() == [3, BOS_ID, BOS_ID]

@@ -86,6 +86,21 @@ def origin():
                         self.wfile.write(b"\0" * 65536)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+            elif self.path in ("/exact", "/exact-unsized"):
+                self.send_response(200)
+                if self.path == "/exact":
+                    self.send_header("Content-Length", str(len(audio)))
+                else:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(audio)
+                self.close_connection = True
+            elif self.path == "/short":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(audio)))
+                self.end_headers()
+                self.wfile.write(audio[:100])  # then the connection closes: fewer bytes than announced
+                self.close_connection = True
             elif self.path == "/stall":
                 self.send_response(200)
                 self.send_header("Content-Length", "5000000")
@@ -170,6 +185,7 @@ VERDICTS = {
     "224.0.0.1": (PRIVATE, PRIVATE), "255.255.255.255": (PRIVATE, PRIVATE), "240.0.0.1": (PRIVATE, PRIVATE),
     "192.0.2.1": (PRIVATE, PRIVATE), "::": (PRIVATE, PRIVATE), "ff02::1": (PRIVATE, PRIVATE),
     "fc00::1": (PRIVATE, PRIVATE), "2001:db8::1": (PRIVATE, PRIVATE), "::127.0.0.1": (PRIVATE, PRIVATE),
+    "fec0::1": (RESERVED, RESERVED), "feff::1": (RESERVED, RESERVED),  # site-local, which ipaddress calls global
 }
 
 
@@ -340,3 +356,95 @@ def test_fetch_slots_come_from_the_setting(monkeypatch):
         assert GuardedFetcher(max_bytes=10).max_concurrent == 3
     finally:
         settings_module.reset_settings()
+
+
+# -- the resolver, the size boundaries, and the pieces the end-to-end tests cannot pin -------------------------
+
+def test_the_system_resolver_asks_for_stream_sockets_and_returns_distinct_sorted_addresses(monkeypatch):
+    import socket
+
+    from higgs_worker import safe_fetch
+
+    calls = []
+
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        calls.append((host, port, args, kwargs))
+        if host == "nowhere.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2606:2800:220:1::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(safe_fetch.socket, "getaddrinfo", fake_getaddrinfo)
+    assert safe_fetch.system_resolver("example.test", 8443) == ["2606:2800:220:1::1", "93.184.216.34"]
+    assert calls == [("example.test", 8443, (), {"type": socket.SOCK_STREAM})]
+    with pytest.raises(FetchRefused, match="^host 'nowhere.test' does not resolve$"):
+        safe_fetch.system_resolver("nowhere.test", 443)
+
+
+def test_the_resolver_gets_the_port_of_the_url_on_a_helper_thread():
+    seen = []
+
+    def recording(host, port):
+        thread = threading.current_thread()
+        seen.append((host, port, thread.name, thread.daemon))
+        return ["93.184.216.34"]
+
+    guard = GuardedFetcher(max_bytes=10, allow_http=True, resolver=recording, transport=LoopbackOnly(),
+                           max_concurrent=1)
+    for url in ("https://a.test/x", "http://a.test/x", "https://a.test:8443/x"):
+        with pytest.raises(AssertionError, match="connect reached"):  # resolved and checked; the stub stops here
+            guard.fetch(url)
+    # the helper is a daemon: a name server that never answers cannot keep the process alive
+    assert seen == [("a.test", 443, "ref-url-resolve", True), ("a.test", 80, "ref-url-resolve", True),
+                    ("a.test", 8443, "ref-url-resolve", True)]
+
+
+def test_a_name_without_addresses_does_not_resolve():
+    guard = GuardedFetcher(max_bytes=10, resolver=lambda host, port: [], max_concurrent=1)
+    with pytest.raises(FetchRefused, match="^host 'empty.test' does not resolve$"):
+        guard.checked_address("empty.test", 443)
+
+
+def test_the_checked_address_is_returned_without_a_zone():
+    guard = GuardedFetcher(max_bytes=10, resolver=lambda host, port: ["2606:2800:220:1::1%eth0"], max_concurrent=1)
+    assert guard.checked_address("zoned.test", 443) == "2606:2800:220:1::1"
+
+
+def test_a_body_of_exactly_the_limit_is_accepted_with_or_without_a_length(origin):
+    size = len(wav_bytes())
+    for path in ("/exact", "/exact-unsized"):
+        guard, _ = fetcher(allow_http=True, allow_loopback=True, max_bytes=size)
+        assert guard.fetch(f"http://voice.test:{origin}{path}") == wav_bytes(), path
+        guard, _ = fetcher(allow_http=True, allow_loopback=True, max_bytes=size - 1)
+        with pytest.raises(FetchRefused, match="MAX_REF_AUDIO_BYTES"):
+            guard.fetch(f"http://voice.test:{origin}{path}")
+
+
+def test_a_body_cut_short_says_so(origin):
+    guard, _ = fetcher(allow_http=True, allow_loopback=True)
+    with pytest.raises(FetchRefused, match=r"^could not fetch the URL \(RemoteProtocolError\)$"):
+        guard.fetch(f"http://voice.test:{origin}/short")
+
+
+def test_a_connection_made_after_the_watchdog_fired_is_shut_at_once():
+    from higgs_worker.safe_fetch import _Watchdog
+
+    class Sock:
+        shut = 0
+
+        def shutdown(self, how):
+            Sock.shut += 1
+
+    class Stream:
+        def get_extra_info(self, name):
+            return Sock() if name == "socket" else None
+
+    watchdog = _Watchdog(time.monotonic() + 60, None)
+    watchdog.trace("connection.connect_tcp.complete", {"return_value": Stream()})
+    assert Sock.shut == 0  # in time: recorded, left alone
+    watchdog.fired = "deadline"
+    watchdog.trace("connection.connect_tcp.complete", {"return_value": Stream()})
+    assert Sock.shut == 1
+    watchdog.trace("connection.start_tls.complete", {"return_value": Stream()})  # other events: ignored
+    assert Sock.shut == 1 and len(watchdog._sockets) == 2

@@ -80,10 +80,22 @@ def test_default_key(monkeypatch):
     assert default_key("wav", "job-1") == f"higgs-audio/{today}/job-1.wav"
     assert default_key("mp3", "a b/c?d", "team/") == f"team/higgs-audio/{today}/a-b-c-d.mp3"
     assert default_key("flac", "x_y.z-9") == f"higgs-audio/{today}/x_y.z-9.flac"
+    assert default_key("wav", "Job-ABC") == f"higgs-audio/{today}/Job-ABC.wav"
     monkeypatch.setattr(storage.uuid, "uuid4", lambda: SimpleNamespace(hex="f" * 32))
     assert default_key("opus") == f"higgs-audio/{today}/{'f' * 32}.opus"
     assert default_key("opus", "") == f"higgs-audio/{today}/{'f' * 32}.opus"
     assert Storage(settings(s3_key_prefix="p/")).default_key("aac", "j") == f"p/higgs-audio/{today}/j.aac"
+
+
+def test_the_date_in_a_default_key_is_utc(monkeypatch):
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # 23:30 UTC on 31 December is already 1 January east of it
+            utc = dt.datetime(2025, 12, 31, 23, 30, tzinfo=dt.UTC)
+            return utc if tz is dt.UTC else utc.astimezone(dt.timezone(dt.timedelta(hours=10)))
+
+    monkeypatch.setattr(storage.dt, "datetime", Clock)
+    assert default_key("wav", "j") == "higgs-audio/2025/12/31/j.wav"
 
 
 # -- scope ------------------------------------------------------------------------------------------------------

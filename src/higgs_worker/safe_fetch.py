@@ -25,6 +25,7 @@ Resolver = Callable[[str, int], list[str]]
 _EXTRA_BLOCKED = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15", "169.254.0.0/16", "fd00:ec2::/32",
     "64:ff9b::/96", "2002::/16",
+    "fec0::/10",  # site-local: deprecated, yet still routed inside some networks, and global to ``ipaddress``
 )]
 
 
