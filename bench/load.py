@@ -1,6 +1,7 @@
 """Load and soak: N clients against the HTTP server on loopback for a bounded time, then the books are checked.
 
     python -m bench.load [--clients 8] [--duration 60] [--abuse N] [--json FILE] [--url http://127.0.0.1:PORT]
+    python -m bench.load --replicas 2 --redis [--clients 8] [--duration 60] [--json FILE]
 
 Without ``--url`` it starts ``higgs-worker serve`` on the tiny model on 127.0.0.1. Each client loops over a mix:
 whole files in every format, chunked audio streams, SSE streams, queued jobs (``/run`` then ``/status``),
@@ -12,6 +13,11 @@ reached a final state, every success decodes, the server's memory stayed flat, a
 megabyte of junk, and parallel uploads racing for one voice name. A probe then asks for a short speech every
 second: ``slot_availability`` is the share it got served, and the server's peak memory (VmHWM) is reported.
 Prints a table and JSON; exits 1 when a check fails. Traffic goes to loopback only.
+
+``--replicas N --redis`` starts ``redis-server`` (Debian's, on loopback, no persistence) and measures queued jobs:
+clients submit ``/run`` to the replicas in turn and read ``/status`` from another replica; first against one
+replica, then against N sharing the Redis job store. It reports jobs per second for both, the ratio, how the jobs
+spread over the replicas (``workerId``), and lost jobs (accepted but never final, or forgotten), which must be 0.
 """
 
 from __future__ import annotations
@@ -290,6 +296,129 @@ def run(base: str, clients: int, duration: float, pid: int | None, abuse: int = 
     }
 
 
+REPLICA_JOB = {"transcript": "Shared jobs spread over replicas.", "max_new_tokens": 40, "temperature": 1.0}
+
+
+def job_throughput(urls: list[str], clients: int, duration: float) -> dict:
+    """Clients submit jobs round-robin over ``urls`` and poll their status on the next replica, for ``duration``
+    seconds; then every accepted job is followed to its final state."""
+    accepted: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    until = time.monotonic() + duration
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=120) as http:
+            n = 0
+            while time.monotonic() < until:
+                submit, read = urls[(i + n) % len(urls)], urls[(i + n + 1) % len(urls)]
+                n += 1
+                r = http.post(f"{submit}/run", json={"input": {**REPLICA_JOB, "seed": i * 1000 + n}})
+                if r.status_code != 200:
+                    errors.append(f"/run {r.status_code}: {r.text[:200]}")
+                    time.sleep(0.5)
+                    continue
+                job_id = r.json()["id"]
+                with lock:
+                    accepted.append(job_id)
+                while time.monotonic() < until + 300:
+                    state = http.get(f"{read}/status/{job_id}")
+                    if state.status_code != 200 or state.json()["status"] in FINAL:
+                        break
+                    time.sleep(0.1)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    states: Counter = Counter()
+    workers: Counter = Counter()
+    lost = 0
+    with httpx.Client(timeout=60) as http:
+        for job_id in accepted:
+            deadline = time.monotonic() + 300
+            while True:
+                r = http.get(f"{urls[0]}/status/{job_id}")
+                status = r.json()["status"] if r.status_code == 200 else "MISSING"
+                if status in FINAL or status == "MISSING" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            states[status] += 1
+            if status not in FINAL:
+                lost += 1
+            elif r.json().get("workerId"):
+                workers[r.json()["workerId"]] += 1
+    done = states.get("COMPLETED", 0)
+    return {"replicas": len(urls), "jobs": len(accepted), "job_states": dict(states), "lost_jobs": lost,
+            "client_errors": len(errors), "first_errors": errors[:3], "duration_s": round(elapsed, 1),
+            "jobs_per_s": round(done / elapsed, 3) if elapsed else 0.0,
+            "jobs_by_replica": sorted(workers.values(), reverse=True)}
+
+
+def run_replicas(replicas: int, clients: int, duration: float, redis_server: str) -> dict:
+    """One replica, then ``replicas`` on one Redis job store (tiny model, loopback)."""
+    import shutil
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from servers import Server, free_port, wait_until
+
+    from higgs_worker.engine.tiny import make_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        redis_proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--dir", tmp],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers: list = []
+        try:
+            wait_until(lambda: _redis_up(port), 20, "redis-server", redis_proc)
+            model = make_tiny_model(Path(tmp) / "tiny", seed=0)
+            env = {"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
+                   "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
+                   "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",
+                   "JOB_STORE": f"redis://127.0.0.1:{port}/0", "JOB_LEASE_S": "10"}
+
+            def start() -> None:
+                server = Server(env, Path(tmp))
+                servers.append(server)
+                server.wait_ready()
+                with httpx.Client(base_url=server.url, timeout=120) as http:  # warm-up
+                    http.post("/runsync", json={"input": REPLICA_JOB}).raise_for_status()
+
+            start()
+            one = job_throughput([servers[0].url], clients, duration)
+            while len(servers) < replicas:
+                start()
+            many = job_throughput([s.url for s in servers], clients, duration)
+        finally:
+            for server in servers:
+                server.stop()
+            redis_proc.terminate()
+            redis_proc.wait(10)
+            shutil.rmtree(Path(tmp) / "vol", ignore_errors=True)
+    lost = one["lost_jobs"] + many["lost_jobs"]
+    ratio = many["jobs_per_s"] / one["jobs_per_s"] if one["jobs_per_s"] else 0.0
+    return {"date": time.strftime("%Y-%m-%d"), "clients": clients, "replicas": replicas,
+            "jobs_per_s_one": one["jobs_per_s"], f"jobs_per_s_{replicas}": many["jobs_per_s"],
+            "speedup": round(ratio, 2), "jobs_by_replica": many["jobs_by_replica"], "lost_jobs": lost,
+            "client_errors": one["client_errors"] + many["client_errors"],
+            "first_errors": one["first_errors"] + many["first_errors"], "one": one, "many": many,
+            "ok": lost == 0 and not one["client_errors"] and not many["client_errors"]}
+
+
+def _redis_up(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -297,8 +426,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--abuse", type=int, default=0, help="attackers beside the normal clients")
     parser.add_argument("--url")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="with --redis: queued-job throughput of this many replicas against one")
+    parser.add_argument("--redis", action="store_true",
+                        help="share jobs through a redis-server started on loopback (JOB_STORE=redis://...)")
     args = parser.parse_args(argv)
-    if args.url:
+    if args.replicas > 1 and not args.redis:
+        parser.error("--replicas above 1 needs --redis (replicas share jobs only through Redis)")
+    if args.redis:
+        import shutil
+
+        redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(redis_server).exists():
+            parser.error("--redis needs redis-server (apt-get install redis-server)")
+        if args.url or args.abuse:
+            parser.error("--redis starts its own servers: no --url or --abuse with it")
+        result = run_replicas(max(args.replicas, 1), args.clients, args.duration, redis_server)
+    elif args.url:
         if not httpx.URL(args.url).host.startswith("127."):
             parser.error("--url must be a loopback address")
         result = run(args.url, args.clients, args.duration, None, args.abuse)
