@@ -102,3 +102,13 @@ class Server:
                 self.proc.wait()
         self._log_file.close()
         return self.proc.returncode
+
+
+def run_coroutine(coro):
+    """``asyncio.run`` on a thread of its own: this process may already run an event loop on its main thread
+    (the browser tests' Playwright keeps one), and ``asyncio.run`` refuses to nest."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

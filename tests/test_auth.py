@@ -5,7 +5,6 @@ The real server, a raw socket and a huge announced body are in ``tests/test_abus
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 
 import pytest
@@ -15,6 +14,7 @@ from higgs_worker.http import auth as auth_module
 from higgs_worker.http import create_app
 from higgs_worker.http.auth import RequireKey
 from higgs_worker.settings import Settings
+from servers import run_coroutine
 
 KEYS = "first-key-0a1b,second-key-2c3d,third-key-4e5f"
 
@@ -78,7 +78,7 @@ def test_refused_without_reading_the_body():
     gate = RequireKey(app, ["k"])
     scope = {"type": "http", "path": "/runsync", "method": "POST",
              "headers": [(b"content-length", b"999999999999")]}
-    asyncio.run(gate(scope, receive, send))
+    run_coroutine(gate(scope, receive, send))
     assert received == [] and sent[0]["status"] == 401
 
 
