@@ -6,12 +6,12 @@ these are the fast checks a mutation run can afford.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from higgs_worker.http.auth import DOC_PATHS, RequireKey
+from servers import run_coroutine
 
 KEYS = ["alpha-key-1f", "beta-key-2e"]
 
@@ -42,7 +42,7 @@ def run(gate: RequireKey, path: str = "/v1/models", authorization: bytes | None 
     async def send(message):
         sent.append(message)
 
-    asyncio.run(gate(scope, receive, send))
+    run_coroutine(gate(scope, receive, send))
     return sent
 
 
