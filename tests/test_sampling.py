@@ -160,6 +160,21 @@ def test_draws_follow_the_softmax_of_the_scaled_logits():
         assert (tokens == 1).float().mean().item() == pytest.approx(share, abs=0.025), temperature
 
 
+def test_draws_among_three_tokens_follow_the_softmax():
+    # with two tokens a wrongly signed Gumbel noise still gives the right odds; with three it does not
+    logits = logits_of(torch.tensor([0.6, 0.3, 0.1]).log().tolist())
+    tokens = draws(logits, steps=8)
+    shares = [(tokens == t).float().mean().item() for t in range(3)]
+    assert shares == pytest.approx([0.6, 0.3, 0.1], abs=0.03)
+
+
+def test_top_p_removes_a_token_whose_cumulative_share_is_exactly_the_rest():
+    # four equal tokens (exactly .25 each): top_p=.75 keeps three, as transformers' `<= 1 - top_p` does
+    logits = logits_of([0.0, 0.0, 0.0, 0.0])
+    assert len(drawn(logits, top_p=0.75)) == 3
+    assert len(drawn(logits, top_p=0.76)) == 4
+
+
 def test_greedy_takes_the_argmax_of_the_logits_whatever_top_k_and_top_p():
     logits = logits_of([0.0, 1.0, 3.0, 2.0])
     assert drawn(logits, temperature=0.0, top_k=3, top_p=0.5, steps=3) == {2}
@@ -253,10 +268,18 @@ def test_ras_sees_the_rows_own_recent_frames_and_is_off_at_window_zero():
     logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])  # greedy: 5; raw: 5 or 3
     r = free(temperature=0.0, ras_win_len=4, ras_max_repeat=2)
     frames = [choose_frames([r], logits, [False])[0] for _ in range(30)]
-    assert len(r.history) == 4 and torch.equal(r.history[-1], frames[-1])
+    assert len(r.history) == 4 and all(torch.equal(h, f) for h, f in zip(r.history, frames[-4:]))  # the last 4
     tokens = torch.stack(frames)
     assert (tokens == 3).any()  # once 5 repeats twice in the last 4 frames, it is redrawn
     assert torch.equal(tokens[:2], torch.full((2, CODEBOOKS), 5))  # the first two frames cannot repeat yet
     off = free(temperature=0.0, ras_win_len=0, ras_max_repeat=2)
     off.history = [torch.full((CODEBOOKS,), 5)] * 4
     assert all(torch.equal(choose_frames([off], logits, [False])[0], torch.full((CODEBOOKS,), 5)) for _ in range(30))
+
+
+def test_ras_with_a_window_of_one_redraws_a_repeat_of_the_last_frame():
+    logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])
+    rows = [ras_row([[5] * CODEBOOKS], win=1, repeat=1, seed=s) for s in range(20)]
+    frames = choose_frames(rows, logits.expand(20, -1), [False] * 20)
+    assert (frames == 3).any()
+    assert all(len(r.history) == 1 and torch.equal(r.history[0], frames[i]) for i, r in enumerate(rows))

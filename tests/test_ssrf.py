@@ -259,7 +259,7 @@ def test_a_cancel_stops_the_fetch(drip):
     guard, _ = fetcher(allow_http=True, allow_loopback=True, timeout_s=60.0)
     cancel = threading.Event()
     threading.Thread(target=lambda: drip.first_byte.wait() and cancel.set(), daemon=True).start()
-    with pytest.raises(FetchCancelled):  # without the cancel: 20 s of trickle, then a 60 s deadline
+    with pytest.raises(FetchCancelled, match="^the fetch was cancelled$"):  # else 20 s of trickle, a 60 s deadline
         guard.fetch(f"http://voice.test:{drip.port}/drip-body", cancel=cancel)
     assert drip.disconnected.wait(30)  # the origin saw the connection go
 
@@ -448,3 +448,176 @@ def test_a_connection_made_after_the_watchdog_fired_is_shut_at_once():
     assert Sock.shut == 1
     watchdog.trace("connection.start_tls.complete", {"return_value": Stream()})  # other events: ignored
     assert Sock.shut == 1 and len(watchdog._sockets) == 2
+
+
+# -- the request the guard sends, and every refusal in the words a caller sees ----------------------------------
+# httpx.MockTransport answers in-process: nothing is sent anywhere, so the stub names may resolve to public addresses.
+
+PUBLIC = {"pub.test": ["93.184.216.34"], "pub6.test": ["2606:2800:220:1::1"]}
+
+
+def answer(status: int, body: bytes = b"", headers: dict | None = None) -> httpx.Response:
+    """A response whose body streams, as a network one does (the guard reads it with ``iter_raw``)."""
+    return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
+def mock_fetcher(handler, **kw) -> GuardedFetcher:
+    options = {"max_bytes": 1000, "timeout_s": 5.0, "allow_http": True, "max_concurrent": 2,
+               "resolver": lambda host, port: PUBLIC.get(host) or stub_resolver(host, port),
+               "transport": httpx.MockTransport(handler)}
+    options.update(kw)
+    return GuardedFetcher(**options)
+
+
+def test_the_request_goes_to_the_checked_address_with_the_hosts_name():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(200, b"RIFF")
+
+    guard = mock_fetcher(handler, timeout_s=3.0)
+    assert guard.fetch("https://pub.test/a.wav?x=1") == b"RIFF"
+    assert guard.fetch("http://pub6.test:8080/b.wav") == b"RIFF"
+    first, second = seen
+    assert first.method == "GET" and str(first.url) == "https://93.184.216.34/a.wav?x=1"
+    assert first.headers["host"] == "pub.test" and first.headers["accept"] == "audio/*"
+    assert first.headers["accept-encoding"] == "identity"
+    assert first.extensions["sni_hostname"] == "pub.test"  # TLS is checked against the name, not the address
+    timeouts = first.extensions["timeout"]
+    assert set(timeouts) == {"connect", "read", "write", "pool"}
+    assert all(0 < value <= 3.0 for value in timeouts.values())  # what is left of REF_AUDIO_URL_TIMEOUT_S
+    assert str(second.url) == "http://[2606:2800:220:1::1]:8080/b.wav" and second.headers["host"] == "pub6.test:8080"
+
+
+def test_a_short_deadline_is_still_enough_for_a_quick_answer():
+    guard = mock_fetcher(lambda request: answer(200, b"ok"), timeout_s=0.5)
+    assert guard.fetch("https://pub.test/x") == b"ok"
+
+
+def redirects(n: int):
+    """A handler whose /hop/k redirects to /hop/k-1, and /hop/0 answers."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        k = int(request.url.path.rsplit("/", 1)[1])
+        if k == 0:
+            return answer(200, b"end")
+        return answer(302, headers={"Location": f"/hop/{k - 1}"})
+
+    return handler
+
+
+def test_redirects_up_to_the_limit_are_followed():
+    guard = mock_fetcher(redirects(3), max_redirects=3)
+    assert guard.fetch("https://pub.test/hop/3") == b"end"
+    with pytest.raises(FetchRefused, match="^more than 3 redirects$"):
+        guard.fetch("https://pub.test/hop/4")
+    assert mock_fetcher(redirects(0), max_redirects=0).fetch("https://pub.test/hop/0") == b"end"
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (answer(302), "redirect without a location"),
+    (answer(404), "the URL answered HTTP 404"),
+    (answer(503, b"busy"), "the URL answered HTTP 503"),
+])
+def test_refusals_from_the_answer(answer, reason):
+    with pytest.raises(FetchRefused) as err:
+        mock_fetcher(lambda request: answer).fetch("https://pub.test/x")
+    assert str(err.value) == reason
+
+
+@pytest.mark.parametrize(("url", "allow_http", "reason"), [
+    ("http://pub.test/x", False, "only https URLs are accepted"),
+    ("ftp://pub.test/x", False, "only https URLs are accepted"),
+    ("ftp://pub.test/x", True, "only https or http URLs are accepted"),
+    ("file:///etc/passwd", True, "only https or http URLs are accepted"),
+    ("https://user@pub.test/x", False, "the URL needs a host and no credentials"),
+    ("https://:secret@pub.test/x", False, "the URL needs a host and no credentials"),
+    ("https://user:secret@pub.test/x", False, "the URL needs a host and no credentials"),
+    ("https:///no-host", False, "the URL needs a host and no credentials"),
+])
+def test_refusals_of_the_url_name_the_rule(url, allow_http, reason):
+    def handler(request):
+        raise AssertionError("nothing may be sent")
+
+    with pytest.raises(FetchRefused) as err:
+        mock_fetcher(handler, allow_http=allow_http).fetch(url)
+    assert str(err.value) == reason
+
+
+def test_transport_failures_name_only_their_kind():
+    def broken(request):
+        raise OSError("no route to 10.1.2.3")  # what the message must not repeat
+
+    with pytest.raises(FetchRefused) as err:
+        mock_fetcher(broken).fetch("https://pub.test/x")
+    assert str(err.value) == "could not fetch the URL (OSError)"
+
+    def refused(request):
+        raise httpx.ConnectError("connection refused by 10.1.2.3", request=request)
+
+    with pytest.raises(FetchRefused) as err:
+        mock_fetcher(refused).fetch("https://pub.test/x")
+    assert str(err.value) == "could not fetch the URL (ConnectError)"
+
+
+def test_proxy_settings_in_the_environment_are_ignored(origin, monkeypatch):
+    # a proxy would receive the request instead of the checked address (and could reach anything from there)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # the default transport (httpx reads proxy settings only without an explicit one); every address here is
+    # on loopback: the stub name, the origin and the would-be proxy
+    guard = GuardedFetcher(max_bytes=2_000_000, timeout_s=5.0, allow_http=True, allow_loopback=True,
+                           resolver=stub_resolver, max_concurrent=1)
+    assert guard.fetch(f"http://voice.test:{origin}/voice.wav") == wav_bytes()
+
+
+def test_a_fetch_waits_for_a_free_slot_within_its_deadline_and_its_cancel():
+    from higgs_worker.safe_fetch import FetchCancelled
+
+    guard = mock_fetcher(lambda request: answer(200, b"ok"), max_concurrent=1, timeout_s=0.3)
+    assert guard._slots.acquire(timeout=1)  # another fetch holds the only slot
+    try:
+        started = time.monotonic()
+        with pytest.raises(FetchRefused) as err:
+            guard.fetch("https://pub.test/x")
+        assert str(err.value) == ("1 reference URLs were already being fetched for 0.3 s "
+                                  "(MAX_CONCURRENT_FETCHES, REF_AUDIO_URL_TIMEOUT_S)")
+        assert time.monotonic() - started < 2
+        cancel = threading.Event()
+        threading.Timer(0.1, cancel.set).start()
+        slow = mock_fetcher(lambda request: answer(200), max_concurrent=1, timeout_s=30)
+        assert slow._slots.acquire(timeout=1)
+        with pytest.raises(FetchCancelled, match="^the fetch was cancelled$"):
+            slow.fetch("https://pub.test/x", cancel=cancel)
+    finally:
+        guard._slots.release()
+    assert guard.fetch("https://pub.test/x") == b"ok"  # the slot is free again: it proceeds
+
+
+def test_the_watchdog_is_a_daemon_thread_that_records_why_it_fired():
+    from higgs_worker.safe_fetch import _Watchdog
+
+    watchers = []
+
+    def look(host, port):
+        watchers.extend((t.name, t.daemon) for t in threading.enumerate() if t.name == "ref-url-watchdog")
+        return ["93.184.216.34"]
+
+    mock_fetcher(lambda request: answer(200), resolver=look).fetch("https://pub.test/x")
+    assert watchers == [("ref-url-watchdog", True)]
+
+    with _Watchdog(time.monotonic() - 1, None) as late:
+        deadline = time.monotonic() + 5
+        while late.fired is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert late.fired == "deadline"
+    cancel = threading.Event()
+    cancel.set()
+    with _Watchdog(time.monotonic() + 60, cancel) as cancelled:
+        deadline = time.monotonic() + 5
+        while cancelled.fired is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert cancelled.fired == "cancel"

@@ -4,6 +4,8 @@ ratio), dialogue packed several turns to a chunk, Chinese chunks joined without 
 
 from __future__ import annotations
 
+import pytest
+
 from higgs_worker import text
 
 DIALOGUE = "[SPEAKER0] a b\n[SPEAKER1] c d\n[SPEAKER0] e f\n[SPEAKER1] g h"  # 3 words a turn, the tag counted
@@ -92,3 +94,26 @@ def test_text_exactly_at_the_budget_is_one_chunk_as_written():
 def test_auto_budget_is_a_whole_number_of_words():
     assert text.auto_word_budget(1000, 200) == 62 and isinstance(text.auto_word_budget(1000, 200), int)
     assert text.auto_word_budget(1000, 200, frames_per_word=10) == 100
+
+
+def test_clean_turns_every_line_ending_into_one_newline():
+    assert text.clean("a\r\nb\rc\nd") == "a\nb\nc\nd"
+
+
+def test_degrees_are_spoken():
+    assert text.normalize("It is 70°F or 21°C") == "It is 70 degrees Fahrenheit or 21 degrees Celsius."
+
+
+def test_word_chunks_count_space_separated_words_and_keep_their_text():
+    para = " ".join(f"w{i}" for i in range(12))
+    assert text.split_by_words(para, 5) == ["w0 w1 w2 w3 w4", "w5 w6 w7 w8 w9", "w10 w11\n\n"]
+    # a single line break inside a paragraph does not separate words: it stays as written
+    assert text.split_by_words("a\nb c", 2) == ["a\nb c\n\n"]
+
+
+def test_split_chunks_methods():
+    words = " ".join(f"w{i}" for i in range(201)) + "."
+    assert len(text.split_chunks(words, "sentence")) == 2  # 200 words by default
+    assert text.split_chunks("One. Two.", "none") == ["One. Two."]
+    with pytest.raises(ValueError, match="^unknown chunk method 'bogus'$"):
+        text.split_chunks("x", "bogus")
