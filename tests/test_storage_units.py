@@ -131,6 +131,8 @@ class StandInS3:
         self.meta = SimpleNamespace(endpoint_url=endpoint)
 
     def _call(self, name: str, **kwargs):
+        if len(self.calls) > 50:  # a runaway loop fails at once instead of filling memory with part copies
+            raise AssertionError(f"more than 50 calls to the store, the last {name}")
         self.calls.append((name, kwargs))
         if name in self.fail:
             raise self.fail[name]
@@ -183,6 +185,12 @@ def test_a_small_upload_is_one_conditional_put_then_a_presigned_url():
                            "signed:audio-out/a/b.wav?900")
     assert got.as_dict() == {"bucket": "audio-out", "key": "a/b.wav", "url": "http://s3.test:9000/audio-out/a/b.wav",
                              "presigned_url": "signed:audio-out/a/b.wav?900"}
+
+
+def test_the_object_url_is_the_endpoint_without_its_trailing_slash():
+    for endpoint in ("https://acct.r2.test", "https://acct.r2.test/", "https://minio.test/tenantX/"):
+        got = storage_with(StandInS3(endpoint=endpoint)).upload(b"a", "audio-out", "k.wav", "audio/wav", 60)
+        assert got.url == endpoint.rstrip("/") + "/audio-out/k.wav"
 
 
 def test_overwrite_drops_the_condition():

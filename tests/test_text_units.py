@@ -117,3 +117,11 @@ def test_split_chunks_methods():
     assert text.split_chunks("One. Two.", "none") == ["One. Two."]
     with pytest.raises(ValueError, match="^unknown chunk method 'bogus'$"):
         text.split_chunks("x", "bogus")
+
+
+def test_chinese_text_within_the_budget_keeps_its_spaces():
+    sentence = "我们去北京, 明天去上海."  # 8 jieba words
+    assert text.split_by_sentences(sentence, 8) == [sentence]
+    # the first clause is exactly 7 words, with spaces around a Latin word: kept as written
+    mixed = "我们用 iPhone 打电话给朋友, 然后去上海玩."
+    assert text.split_by_sentences(mixed, 7) == ["我们用 iPhone 打电话给朋友,", "然后去上海玩."]
