@@ -1,16 +1,60 @@
 import pytest
 import torch
 
-from higgs_worker.engine.sampling import DelayState, RowSampler, choose_frames
+from higgs_worker.engine.sampling import (
+    CANDIDATE_BUCKETS,
+    RAS_MAX_WINDOW,
+    DelayState,
+    RowSettings,
+    SlotState,
+    choose_frames,
+    counter_uniform,
+)
 
 K, V, BOS, EOS = 8, 1026, 1024, 1025
 
 
-def row(temperature=1.0, top_k=50, top_p=1.0, seed=0, prompt=(5, 6, 7, 8, 9, 10, 11, 99)):
-    return RowSampler(num_codebooks=K, codebook_size=V, temperature=temperature, top_k=top_k, top_p=top_p,
-                      ras_win_len=0, ras_max_repeat=2, generator=torch.Generator().manual_seed(seed),
-                      delay=DelayState.from_prompt(list(prompt), K, audio_bos_id=99, delay_id=98),
-                      stream_bos=BOS, stream_eos=EOS)
+@pytest.fixture(autouse=True, params=["branch-free", "host-branches"])
+def branching(request, monkeypatch):
+    """Every test runs both ways a step may be taken: as a captured graph would, and with the CPU's shortcuts."""
+    monkeypatch.setattr(Batch, "branch_free", request.param == "branch-free")
+
+
+class Batch:
+    """Rows in the slots of one :class:`SlotState`, stepped as the scheduler steps them."""
+
+    branch_free = True
+
+    def __init__(self, settings, delay=None, histories=None, k=K, v=V, bos=BOS, eos=EOS):
+        self.k, self.v, self.bos, self.eos = k, v, bos, eos
+        self.state = SlotState(len(settings), k, v)
+        for i, s in enumerate(settings):
+            d = delay(i) if callable(delay) else delay
+            self.state.assign(i, s, d or DelayState(bos=torch.full((k,), -1), eos=torch.full((k,), 10**6)),
+                              None if histories is None else torch.tensor(histories[i]))
+
+    def __len__(self):
+        return len(self.state.settings)
+
+    def step(self, logits):
+        n = len(self)
+        frames, new = choose_frames(logits.expand(n, -1) if logits.shape[0] == 1 else logits,
+                                    self.state.view(0, n), self.bos, self.eos, self.state.candidates(n),
+                                    branch_free=self.branch_free)
+        self.state.commit(0, n, new)
+        return frames
+
+    def history(self, i):
+        """Row ``i``'s remembered frames, oldest first."""
+        seen = int(self.state.all.seen[i])
+        return self.state.all.history[i, self.state.window - seen:]
+
+
+def row(temperature=1.0, top_k=50, top_p=1.0, seed=0, prompt=(5, 6, 7, 8, 9, 10, 11, 99), free=False):
+    delay = DelayState.from_prompt(list(prompt), K, audio_bos_id=99, delay_id=98)
+    if free:
+        delay.bos[:] = -1
+    return Batch([RowSettings(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)], delay=delay)
 
 
 def test_delay_pattern_from_the_prompt_tail():
@@ -38,46 +82,147 @@ def test_codebook_k_is_forced_to_bos_for_k_plus_one_steps():
     for step in range(K + 1):
         logits = torch.randn(1, K * V)
         logits.view(K, V)[:, BOS] = -1e9  # a free codebook never lands on BOS by chance
-        frame = choose_frames([r], logits, [False])[0]
+        frame = r.step(logits)[0]
         assert [int(frame[k]) == BOS for k in range(K)] == [k >= step for k in range(K)]
 
 
 def test_eos_spreads_one_codebook_per_step_after_the_first():
-    r = row(temperature=0.0)
-    r.delay.bos[:] = -1
-    frames = [choose_frames([r], torch.randn(1, K * V), [True])[0] for _ in range(K)]
+    r = row(temperature=0.0, free=True)
+    r.state.all.last_delay[0] = True  # the audio has ended: a stream EOS came before this step
+    frames = [r.step(torch.randn(1, K * V))[0] for _ in range(K)]
     for step, frame in enumerate(frames):
         assert [int(frame[k]) == EOS for k in range(K)][: step + 1] == [True] * (step + 1)
 
 
+def test_choosing_a_stream_eos_starts_the_end():
+    r = row(temperature=0.0, free=True)
+    logits = torch.randn(1, K * V)
+    logits.view(K, V)[:, EOS] = -1e9
+    logits.view(K, V)[0, EOS] = 1e9  # codebook 0 ends the audio now
+    first = r.step(logits)[0]
+    assert int(first[0]) == EOS and bool(r.state.all.last_delay[0])
+    logits.view(K, V)[0, EOS] = -1e9
+    second = r.step(logits)[0]
+    assert int(second[0]) == EOS and int(second[1]) != EOS  # forced from the next step on, one codebook at a time
+
+
+def test_no_forced_eos_before_the_audio_ends():
+    r = row(temperature=0.0, free=True)
+    logits = torch.randn(1, K * V)
+    logits.view(K, V)[:, EOS] = -1e9
+    for _ in range(K + 2):
+        assert not bool((r.step(logits)[0] == EOS).any())
+    assert not bool(r.state.all.last_delay[0])
+
+
 def test_top_k_and_seeded_draws():
     logits = torch.randn(1, K * V)
-    free = lambda r: r.delay.bos.fill_(-1)  # noqa: E731 - past the start
-    a, b = row(top_k=3, seed=4), row(top_k=3, seed=4)
-    free(a)
-    free(b)
-    fa = choose_frames([a], logits, [False])[0]
-    fb = choose_frames([b], logits, [False])[0]
+    a, b = row(top_k=3, seed=4, free=True), row(top_k=3, seed=4, free=True)
+    fa, fb = a.step(logits)[0], b.step(logits)[0]
     assert torch.equal(fa, fb)
     top3 = torch.topk(logits.view(K, V), 3, dim=-1).indices
     assert all(int(fa[k]) in top3[k].tolist() for k in range(K))
-    g = row(temperature=0.0)
-    free(g)
-    assert torch.equal(choose_frames([g], logits, [False])[0], logits.view(K, V).argmax(-1))
+    g = row(temperature=0.0, free=True)
+    assert torch.equal(g.step(logits)[0], logits.view(K, V).argmax(-1))
 
 
 def test_rows_are_independent_in_a_batch():
     logits = torch.randn(3, K * V)
-    alone = []
-    for i in range(3):
-        r = row(seed=i, top_p=0.9)
-        r.delay.bos.fill_(-1)
-        alone.append(choose_frames([r], logits[i:i + 1], [False])[0])
-    rows = [row(seed=i, top_p=0.9) for i in range(3)]
-    for r in rows:
-        r.delay.bos.fill_(-1)
-    together = choose_frames(rows, logits, [False] * 3)
-    assert all(torch.equal(a, together[i]) for i, a in enumerate(alone))
+    alone = [row(seed=i, top_p=0.9, free=True).step(logits[i:i + 1])[0] for i in range(3)]
+    free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))
+    together = Batch([RowSettings(temperature=1.0, top_k=50, top_p=0.9, seed=i) for i in range(3)], delay=free_delay)
+    frames = together.step(logits)
+    assert all(torch.equal(a, frames[i]) for i, a in enumerate(alone))
+    # and whatever the batch's other rows ask for (top-k off widens the candidates every row is ranked among)
+    mixed = Batch([RowSettings(temperature=1.0, top_k=50, top_p=0.9, seed=0),
+                   RowSettings(temperature=1.0, top_k=0, top_p=1.0, seed=9)], delay=free_delay)
+    assert torch.equal(mixed.step(logits[:2])[0], alone[0])
+
+
+def test_draws_are_counter_based_not_drawn_from_a_generator():
+    """A draw depends on (seed, step, codebook, token) alone: not on the global generator, nor on earlier draws."""
+    logits = torch.randn(1, K * V)
+    torch.manual_seed(0)
+    first = row(seed=7, free=True).step(logits)[0]
+    torch.manual_seed(1)
+    torch.rand(1000)
+    assert torch.equal(row(seed=7, free=True).step(logits)[0], first)
+    r = row(seed=7, free=True)
+    steps = [r.step(logits)[0] for _ in range(4)]
+    assert torch.equal(steps[0], first) and not all(torch.equal(steps[0], f) for f in steps[1:])
+    assert not torch.equal(row(seed=8, free=True).step(logits)[0], first)
+
+
+def test_counter_uniform_is_uniform_and_sees_every_bit_of_the_seed():
+    cells = torch.arange(K * V).view(K, V)
+    seeds = torch.tensor([[0, 0], [1, 0], [0, 1], [0xFFFFFFFF, 0xFFFFFFFF]])
+    u = counter_uniform(seeds, torch.zeros(4, dtype=torch.long), cells, salt=0)
+    assert u.shape == (4, K, V) and float(u.min()) > 0 and float(u.max()) < 1
+    flat = u[0].flatten()
+    assert abs(float(flat.mean()) - 0.5) < 0.01 and abs(float(flat.var()) - 1 / 12) < 0.005
+    assert torch.histc(flat, bins=10, min=0, max=1).min() > 0.09 * flat.numel()
+    for i in range(4):  # seeds differing in the low or the high half, and the step, give unrelated numbers
+        for j in range(i + 1, 4):
+            assert float((u[i] - u[j]).abs().mean()) > 0.3
+    next_step = counter_uniform(seeds[:1], torch.ones(1, dtype=torch.long), cells, salt=0)
+    other_salt = counter_uniform(seeds[:1], torch.zeros(1, dtype=torch.long), cells, salt=1)
+    assert float((next_step - u[:1]).abs().mean()) > 0.3 and float((other_salt - u[:1]).abs().mean()) > 0.3
+    per_row = counter_uniform(seeds[:2], torch.zeros(2, dtype=torch.long), cells.expand(2, K, V), salt=0)
+    assert torch.equal(per_row, u[:2])  # cells given per row or shared: the same numbers
+
+
+def test_a_seed_takes_its_high_half_into_account():
+    state = SlotState(2, K, V)
+    free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))
+    state.assign(0, RowSettings(temperature=1.0, seed=5), free_delay)
+    state.assign(1, RowSettings(temperature=1.0, seed=5 + (1 << 40)), free_delay)
+    assert state.all.seed.tolist() == [[5, 0], [5, 256]]
+
+
+def test_settings_are_normalised_into_the_slot():
+    state = SlotState(4, K, V)
+    free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))
+    for i, top_k in enumerate((0, 7, V, V + 9)):
+        state.assign(i, RowSettings(temperature=-1.0 if i == 3 else 0.5, top_k=top_k, ras_win_len=500), free_delay)
+    assert state.all.top_k.tolist() == [V, 7, V, V]  # 0 and anything >= the vocabulary: off
+    assert state.all.temperature.tolist() == [0.5, 0.5, 0.5, 0.0]
+    assert state.all.ras_win.tolist() == [RAS_MAX_WINDOW] * 4
+
+
+def test_the_candidates_hold_every_rows_top_k():
+    state = SlotState(4, K, V)
+    free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))
+
+    def candidates(*settings):
+        for i, s in enumerate(settings):
+            state.assign(i, s, free_delay)
+        return state.candidates(len(settings))
+
+    assert candidates(RowSettings(temperature=0.0, top_k=50)) is None  # greedy: nothing ranked
+    assert candidates(RowSettings(temperature=1.0, top_k=0, top_p=1.0)) is None  # a plain draw
+    assert candidates(RowSettings(temperature=1.0, top_k=50)) == CANDIDATE_BUCKETS[0] == 64
+    assert candidates(RowSettings(temperature=1.0, top_k=64)) == 64
+    assert candidates(RowSettings(temperature=1.0, top_k=65)) == 128
+    assert candidates(RowSettings(temperature=1.0, top_k=600)) == V
+    assert candidates(RowSettings(temperature=1.0, top_k=0, top_p=0.9)) == V  # top-p alone ranks every token
+    assert candidates(RowSettings(temperature=1.0, top_k=10), RowSettings(temperature=1.0, top_k=300)) == 512
+    assert candidates(RowSettings(temperature=1.0, top_k=10), RowSettings(temperature=1.0, top_k=0)) == V
+    assert candidates(RowSettings(temperature=1.0, top_k=10), RowSettings(temperature=0.0, top_k=0)) == 64
+
+
+def test_moving_a_slot_carries_its_whole_state():
+    state = SlotState(3, K, V)
+    delay = DelayState(bos=torch.arange(K), eos=torch.arange(K) + 3)
+    state.assign(2, RowSettings(temperature=0.7, top_k=9, top_p=0.8, ras_win_len=3, ras_max_repeat=4, seed=77),
+                 delay, torch.full((2, K), 6))
+    state.move(2, 0)
+    a = state.all
+    assert (a.temperature[0].item(), a.top_k[0].item(), a.ras_win[0].item(), a.ras_max[0].item()) == (
+        pytest.approx(0.7), 9, 3, 4)
+    assert a.top_p[0].item() == pytest.approx(0.8) and a.seed[0].tolist() == [77, 0]
+    assert torch.equal(a.bos[0], delay.bos) and torch.equal(a.eos[0], delay.eos)
+    assert a.seen[0].item() == 2 and a.history[0, -2:].eq(6).all() and a.history[0, :-2].eq(-1).all()
+    assert state.settings[0].seed == 77 and state.settings[2] is None
 
 
 # -- what the draws may be: hand-made logits, small vocabularies ---------------------------------------------------
@@ -89,13 +234,15 @@ SMALL_V, CODEBOOKS = 8, 8
 INF = float("inf")
 
 
-def free(temperature=1.0, top_k=0, top_p=1.0, seed=0, ras_win_len=0, ras_max_repeat=2, v=SMALL_V, k=CODEBOOKS):
-    """A row past the delay pattern's start and far from its end: nothing is forced."""
-    return RowSampler(num_codebooks=k, codebook_size=v, temperature=temperature, top_k=top_k, top_p=top_p,
-                      ras_win_len=ras_win_len, ras_max_repeat=ras_max_repeat,
-                      generator=torch.Generator().manual_seed(seed),
-                      delay=DelayState(bos=torch.full((k,), -1), eos=torch.full((k,), 10**6)),
-                      stream_bos=v - 2, stream_eos=v - 1)
+def free(temperature=1.0, top_k=0, top_p=1.0, seed=0, ras_win_len=0, ras_max_repeat=2) -> RowSettings:
+    return RowSettings(temperature=temperature, top_k=top_k, top_p=top_p, ras_win_len=ras_win_len,
+                       ras_max_repeat=ras_max_repeat, seed=seed)
+
+
+def small(settings, histories=None, delay=None) -> Batch:
+    """Rows past the delay pattern's start and far from its end (nothing is forced), in the small vocabulary."""
+    return Batch(settings, delay=delay, histories=histories, k=CODEBOOKS, v=SMALL_V, bos=SMALL_V - 2,
+                 eos=SMALL_V - 1)
 
 
 def logits_of(values, v=SMALL_V, k=CODEBOOKS):
@@ -108,9 +255,8 @@ def logits_of(values, v=SMALL_V, k=CODEBOOKS):
 def draws(logits, steps=4, rows=64, **settings) -> torch.Tensor:
     """Every token drawn by ``rows`` rows with these settings (seeds 0, 1, ...) over ``steps`` steps: with the
     default, 64 rows x 8 codebooks x 4 steps = 2048 draws, in a few batched calls."""
-    batch = [free(seed=seed, **settings) for seed in range(rows)]
-    return torch.cat([choose_frames(batch, logits.expand(rows, -1), [False] * rows).view(-1)
-                      for _ in range(steps)])
+    batch = small([free(seed=seed, **settings) for seed in range(rows)])
+    return torch.cat([batch.step(logits).view(-1) for _ in range(steps)])
 
 
 def drawn(logits, **settings) -> set[int]:
@@ -182,10 +328,10 @@ def test_greedy_takes_the_argmax_of_the_logits_whatever_top_k_and_top_p():
 
 def batch_sees(settings: list[dict], logits, copies=24, steps=6) -> list[set[int]]:
     """The tokens each setting drew, in one batch where the settings alternate row by row."""
-    rows = [free(seed=i, **settings[i % len(settings)]) for i in range(copies * len(settings))]
+    batch = small([free(seed=i, **settings[i % len(settings)]) for i in range(copies * len(settings))])
     seen: list[set[int]] = [set() for _ in settings]
     for _ in range(steps):
-        frames = choose_frames(rows, logits.expand(len(rows), -1), [False] * len(rows))
+        frames = batch.step(logits)
         for i, frame in enumerate(frames):
             seen[i % len(settings)] |= set(frame.tolist())
     return seen
@@ -201,10 +347,9 @@ def test_each_row_of_a_batch_uses_its_own_settings():
     assert whole == {0, 1, 2, 3, 4, 5} and half == {0, 1}
 
 
-def ras_row(history, temperature=0.0, win=3, repeat=2, seed=0):
-    r = free(temperature=temperature, seed=seed, ras_win_len=win, ras_max_repeat=repeat)
-    r.history = [torch.tensor(frame) for frame in history]
-    return r
+def ras_batch(history, rows, temperature=0.0, win=3, repeat=2, **settings) -> Batch:
+    return small([free(temperature=temperature, seed=seed, ras_win_len=win, ras_max_repeat=repeat, **settings)
+                  for seed in range(rows)], histories=[history] * rows)
 
 
 def test_ras_redraws_a_codebook_whose_token_repeats_past_the_limit_and_leaves_the_others():
@@ -216,10 +361,10 @@ def test_ras_redraws_a_codebook_whose_token_repeats_past_the_limit_and_leaves_th
                [5, 1, 1, 1, 5, 5, 5, 5],
                [1, 5, 1, 1, 1, 1, 1, 1],
                [5, 1, 5, 1, 5, 5, 5, 5]]
-    rows = [ras_row(history, seed=seed) for seed in range(200)]
-    frames = choose_frames(rows, logits.expand(200, -1), [False] * 200)
+    batch = ras_batch(history, 200)
+    frames = batch.step(logits)
     assert set(frames.view(-1).tolist()) <= {3, 5}
-    assert all(torch.equal(r.history[-1], frames[i]) for i, r in enumerate(rows))
+    assert all(torch.equal(batch.history(i)[-1], frames[i]) for i in range(200))
     redrawn = (frames == 3).float().sum(0)
     assert redrawn[1:4].tolist() == [0, 0, 0]  # under the limit: never redrawn
     for k in (0, 4, 5, 6, 7):  # redrawn from softmax(0, .1): token 3 about 47.5% of the time
@@ -230,26 +375,23 @@ def test_ras_redraw_uses_the_raw_logits_without_temperature_top_k_or_top_p():
     # The first draw can only be token 1 (top_k=1); the redraw is from softmax(0, 2) of the raw logits (token 0:
     # 12%), not from what temperature .25 (token 0: .03%) or top-k left.
     logits = logits_of([0.0, 2.0])
-    history = [[1] * CODEBOOKS] * 2
-    rows = [ras_row(history, temperature=0.25, seed=s) for s in range(100)]
-    for r in rows:
-        r.top_k, r.top_p = 1, 0.5
-    tokens = choose_frames(rows, logits.expand(100, -1), [False] * 100)
+    tokens = ras_batch([[1] * CODEBOOKS] * 2, 100, temperature=0.25, top_k=1, top_p=0.5).step(logits)
     assert 0.06 <= (tokens == 0).float().mean().item() <= 0.19
 
 
-def test_ras_redraws_come_from_the_rows_own_generator():
+def test_ras_redraws_are_seeded_per_row():
     logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])
     history = [[5] * CODEBOOKS] * 2
 
     def redraws(global_seed: int) -> torch.Tensor:
         torch.manual_seed(global_seed)  # whatever else used the global generator must not matter
-        rows = [ras_row(history, seed=s) for s in range(16)]
-        return choose_frames(rows, logits.expand(16, -1), [False] * 16)
+        return ras_batch(history, 16).step(logits)
 
     first = redraws(0)
     assert (first == 3).any() and (first == 5).any()
     assert torch.equal(first, redraws(1)) and torch.equal(first, redraws(2))
+    # a row's redraw is its own: the same alone as among the others
+    assert torch.equal(ras_batch(history, 1).step(logits)[0], first[0])
 
 
 def test_ras_never_counts_stream_bos_and_eos():
@@ -257,29 +399,56 @@ def test_ras_never_counts_stream_bos_and_eos():
     bos, eos = SMALL_V - 2, SMALL_V - 1
     logits = logits_of([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     for token in (bos, eos):
-        rows = [ras_row([[token] * CODEBOOKS] * 3, seed=seed) for seed in range(20)]
-        for r in rows:
-            r.delay = DelayState(bos=torch.full((CODEBOOKS,), 5 if token == bos else -1),
-                                 eos=torch.full((CODEBOOKS,), 0 if token == eos else 10**6))
-        assert choose_frames(rows, logits.expand(20, -1), [False] * 20).unique().tolist() == [token]
+        delay = DelayState(bos=torch.full((CODEBOOKS,), 5 if token == bos else -1),
+                           eos=torch.full((CODEBOOKS,), 0 if token == eos else 10**6))
+        batch = small([free(seed=seed, ras_win_len=3, ras_max_repeat=2) for seed in range(20)],
+                      histories=[[[token] * CODEBOOKS] * 3] * 20, delay=delay)
+        assert batch.step(logits).unique().tolist() == [token]
 
 
 def test_ras_sees_the_rows_own_recent_frames_and_is_off_at_window_zero():
     logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])  # greedy: 5; raw: 5 or 3
-    r = free(temperature=0.0, ras_win_len=4, ras_max_repeat=2)
-    frames = [choose_frames([r], logits, [False])[0] for _ in range(30)]
-    assert len(r.history) == 4 and all(torch.equal(h, f) for h, f in zip(r.history, frames[-4:]))  # the last 4
+    r = small([free(temperature=0.0, ras_win_len=4, ras_max_repeat=2)])
+    frames = [r.step(logits)[0] for _ in range(30)]
+    assert torch.equal(r.history(0)[-4:], torch.stack(frames[-4:]))  # the last frames, newest last
     tokens = torch.stack(frames)
     assert (tokens == 3).any()  # once 5 repeats twice in the last 4 frames, it is redrawn
     assert torch.equal(tokens[:2], torch.full((2, CODEBOOKS), 5))  # the first two frames cannot repeat yet
-    off = free(temperature=0.0, ras_win_len=0, ras_max_repeat=2)
-    off.history = [torch.full((CODEBOOKS,), 5)] * 4
-    assert all(torch.equal(choose_frames([off], logits, [False])[0], torch.full((CODEBOOKS,), 5)) for _ in range(30))
+    off = small([free(temperature=0.0, ras_win_len=0, ras_max_repeat=2)], histories=[[[5] * CODEBOOKS] * 4])
+    assert all(torch.equal(off.step(logits)[0], torch.full((CODEBOOKS,), 5)) for _ in range(30))
 
 
 def test_ras_with_a_window_of_one_redraws_a_repeat_of_the_last_frame():
     logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])
-    rows = [ras_row([[5] * CODEBOOKS], win=1, repeat=1, seed=s) for s in range(20)]
-    frames = choose_frames(rows, logits.expand(20, -1), [False] * 20)
+    batch = ras_batch([[5] * CODEBOOKS], 20, win=1, repeat=1)
+    frames = batch.step(logits)
     assert (frames == 3).any()
-    assert all(len(r.history) == 1 and torch.equal(r.history[0], frames[i]) for i, r in enumerate(rows))
+    assert all(torch.equal(batch.history(i)[-1], frames[i]) for i in range(20))
+
+
+def test_ras_window_counts_only_the_last_frames_of_a_longer_history():
+    # 5 fills the older frames; the window of 2 holds only the last two (one 5): no redraw with a limit of 2
+    logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])
+    history = [[5] * CODEBOOKS] * 6 + [[1] * CODEBOOKS, [5] * CODEBOOKS]
+    assert ras_batch(history, 20, win=2, repeat=2).step(logits).unique().tolist() == [5]
+    assert (ras_batch(history, 20, win=3, repeat=2).step(logits) == 3).any()
+
+
+def test_branch_free_and_host_branching_steps_choose_the_same_frames():
+    """The GPU's branch-free step and the CPU's shortcuts are one sampler: same frames, same state, every step."""
+    torch.manual_seed(3)
+    settings = [RowSettings(temperature=0.0, ras_win_len=4, seed=1),
+                RowSettings(temperature=0.8, top_k=5, top_p=0.9, ras_win_len=3, ras_max_repeat=1, seed=2),
+                RowSettings(temperature=1.2, top_k=0, top_p=1.0, seed=3),
+                RowSettings(temperature=0.5, top_k=0, top_p=0.7, ras_win_len=2, seed=4)]
+    histories = [[[1] * CODEBOOKS] * 2] * 4
+    ways = []
+    for branch_free in (True, False):
+        batch = small(settings, histories=histories)
+        batch.branch_free = branch_free
+        logits = logits_of([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+        ways.append((torch.stack([batch.step(logits) for _ in range(12)]), batch.state.all))
+    (frames_a, state_a), (frames_b, state_b) = ways
+    assert torch.equal(frames_a, frames_b)
+    assert torch.equal(state_a.history, state_b.history) and torch.equal(state_a.step, state_b.step)
+    assert len(set(frames_a[:, 1:].flatten().tolist())) > 2  # the sampled rows really drew, and redrew

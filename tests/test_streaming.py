@@ -49,12 +49,15 @@ def test_delay_reverter_equals_generated_codes():
 
 
 def test_first_audio_arrives_before_the_end(service):
-    body = {"transcript": "One long chunk of speech.", "seed": 3, "max_new_tokens": 200, "temperature": 1.0,
-            "ras_win_len": 0}
-    stream = service.synthesize_stream(SpeechRequest.parse(body))
-    pieces = list(stream)
-    meta = stream.metadata()
-    assert meta["frames"] >= 40  # this seed makes a long run (192 frames on the tiny model)
+    for seed in range(20):  # the random tiny model ends some runs early: take the first seed with a long one
+        body = {"transcript": "One long chunk of speech.", "seed": seed, "max_new_tokens": 200, "temperature": 1.0,
+                "ras_win_len": 0}
+        stream = service.synthesize_stream(SpeechRequest.parse(body))
+        pieces = list(stream)
+        meta = stream.metadata()
+        if meta["frames"] >= 40:
+            break
+    assert meta["frames"] >= 40
     assert len(pieces) >= 3
     assert meta["timings"]["first_audio"] < meta["timings"]["total"] * 0.6
 

@@ -6,8 +6,11 @@ every other active row in one forward pass per step. Rows have their own lengths
 mask lets each see only its own positions. Finished and cancelled rows leave at once (the last row moves into the
 hole, so active rows stay a contiguous prefix of the cache and each step computes only them).
 
-Per-row state (delay pattern counters, repetition window, a seeded ``torch.Generator``) never leaks between
-rows, so a request's frames do not depend on its neighbours.
+Per-row sampling settings and state (delay pattern counters, repetition window, seed and step of the
+counter-based draws) live in slot tensors on the model's device and never leak between rows, so a request's
+frames do not depend on its neighbours. Each step chooses every row's frame on the device and copies the frames
+to the host once; with ``fast=True`` the step runs on fixed shapes (:mod:`.static_step`) and, on a GPU, is
+replayed from a captured CUDA graph.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .sampling import DelayState, RowSampler, choose_frames
+from .sampling import DelayState, RowSettings, SlotState, choose_frames
+from .static_step import StaticStep, bucket_for
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +102,7 @@ class Job:
 @dataclass(eq=False)
 class _Row:
     job: Job
-    sampler: RowSampler
     length: int  # positions filled in the cache
-    last_frame: torch.Tensor
-    last_text_is_delay: bool = False
     steps: int = 0
 
 
@@ -169,7 +170,8 @@ class SlotCache:
 class Scheduler:
     """Runs every generation of one model; many requests share each decode step."""
 
-    def __init__(self, model, max_batch: int = 8, capacity: int = 2048, compile_decode: bool = False) -> None:
+    def __init__(self, model, max_batch: int = 8, capacity: int = 2048, compile_decode: bool = False,
+                 fast: bool = False, graphs: bool | None = None) -> None:
         self.model = model
         cfg = model.config
         self.cfg = cfg
@@ -179,8 +181,18 @@ class Scheduler:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.cache = SlotCache(cfg.num_hidden_layers, max_batch, cfg.num_key_value_heads, head_dim, capacity,
+        slots = bucket_for(max_batch) if fast else max_batch  # the fast path pads a batch up to its bucket
+        self.cache = SlotCache(cfg.num_hidden_layers, slots, cfg.num_key_value_heads, head_dim, capacity,
                                self.dtype, self.device)
+        self.state = SlotState(slots, self.num_codebooks, self.codebook_size, self.device)
+        self.frames_in = torch.full((slots, self.num_codebooks), cfg.audio_stream_bos_id, dtype=torch.long,
+                                    device=self.device)  # each slot's last frame: the next step's input
+        self.positions = torch.zeros(slots, dtype=torch.long, device=self.device)  # each slot's next write position
+        self.stream_bos, self.stream_eos = cfg.audio_stream_bos_id, cfg.audio_stream_eos_id
+        self.static: StaticStep | None = None
+        if fast:
+            self.static = StaticStep(model, self.cache, self.state, self.frames_in, self.positions,
+                                     graphs=self.device.type == "cuda" if graphs is None else graphs)
         self.rows: list[_Row] = []
         self.pending: queue.Queue[Job] = queue.Queue()
         self._wake = threading.Event()
@@ -290,24 +302,25 @@ class Scheduler:
         cache = DynamicCache(config=self.cfg)
         out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
         prompt_ids = job.inputs["input_ids"][0].tolist()
-        generator = torch.Generator(device="cpu").manual_seed(job.seed)
-        history: list[torch.Tensor] = []
+        history = None
         if job.ras_win_len > 0 and "audio_input_ids" in job.inputs:
-            history = list(job.inputs["audio_input_ids"][0, -job.ras_win_len:].cpu())
-        sampler = RowSampler(
-            num_codebooks=self.num_codebooks, codebook_size=self.codebook_size, temperature=job.temperature,
-            top_k=job.top_k, top_p=job.top_p, ras_win_len=job.ras_win_len, ras_max_repeat=job.ras_max_repeat,
-            generator=generator, delay=DelayState.from_prompt(prompt_ids, self.num_codebooks,
-                                                              self.cfg.audio_bos_token_id,
-                                                              self.cfg.audio_delay_token_id),
-            stream_bos=self.cfg.audio_stream_bos_id, stream_eos=self.cfg.audio_stream_eos_id, history=history)
+            history = job.inputs["audio_input_ids"][0, -job.ras_win_len:]
+        settings = RowSettings(temperature=job.temperature, top_k=job.top_k, top_p=job.top_p,
+                               ras_win_len=job.ras_win_len, ras_max_repeat=job.ras_max_repeat, seed=job.seed)
+        delay = DelayState.from_prompt(prompt_ids, self.num_codebooks, self.cfg.audio_bos_token_id,
+                                       self.cfg.audio_delay_token_id)
         slot = len(self.rows)
         length = self.cache.load(slot, cache)
-        row = _Row(job=job, sampler=sampler, length=length, last_frame=torch.empty(0))
+        self.state.assign(slot, settings, delay, history)
+        self.positions[slot] = length
+        row = _Row(job=job, length=length)
         self.rows.append(row)
-        logits = out.logits[:, -1].float().cpu()
-        frame = choose_frames([row.sampler], logits, [row.last_text_is_delay])[0]
-        if not self._take(row, frame):
+        logits = out.logits[:, -1].float()
+        frame, new = choose_frames(logits, self.state.view(slot, slot + 1), self.stream_bos, self.stream_eos,
+                                   self.state.candidates_of([settings]), branch_free=self.device.type != "cpu")
+        self.state.commit(slot, slot + 1, new)
+        self.frames_in[slot] = frame[0]
+        if not self._take(row, frame[0].cpu()):
             self._remove(row)
 
     def _take(self, row: _Row, frame: torch.Tensor) -> bool:
@@ -319,10 +332,7 @@ class Scheduler:
             job.first_frame_s = time.perf_counter() - job.started
         if job.on_frame is not None:
             job.on_frame(frame)
-        eos = frame == self.cfg.audio_stream_eos_id
-        row.last_text_is_delay = bool(eos.any()) or row.last_text_is_delay
-        row.last_frame = frame
-        if job.stop_at_eos and bool(eos.all()):
+        if job.stop_at_eos and bool((frame == self.stream_eos).all()):
             job.ended_at_eos = True
             self._finish(row)
             return False
@@ -344,63 +354,73 @@ class Scheduler:
             raise fault
         rows = self.rows
         n = len(rows)
-        positions = torch.tensor([r.length for r in rows], device=self.device)
-        self.cache.ensure(int(positions.max()) + 1)
-        frames = torch.stack([r.last_frame for r in rows]).to(self.device)[:, None, :]  # (n, 1, codebooks)
-        logits: list[torch.Tensor | None] = [None] * n
-        size = min(n, self.split or n)
-        for a in range(0, n, size):
-            self._forward_or_split(a, min(n, a + size), frames, positions, logits)
-        if self.split and self.steps - self._split_since > 200:
-            self.split = 0  # memory pressure was transient: try full batches again
+        lengths = [r.length for r in rows]
+        self.cache.ensure(max(lengths) + 1)
+        if self.static is not None:
+            chosen = self.static.step(n, max(lengths))
+            failed: list[int] = []
+        else:
+            chosen, failed = self._eager_step(lengths)
+        frames = chosen.cpu()  # the step's one host sync
         self.steps += 1
         self.batch_sizes.append(n)
         if self.on_step is not None:
             self.on_step(n)
-        failed = [rows[i] for i in range(n) if logits[i] is None]
-        live = [i for i in range(n) if logits[i] is not None]
         finished = []
-        if live:
-            chosen = choose_frames([rows[i].sampler for i in live], torch.stack([logits[i] for i in live]),
-                                   [rows[i].last_text_is_delay for i in live])
-            for j, i in enumerate(live):
-                row = rows[i]
-                row.length += 1
-                if not self._take(row, chosen[j]):
-                    finished.append(row)
-        for row in failed:
-            self._finish(row, error=MemoryError(f"out of accelerator memory even alone (context {row.length} "
-                                                "tokens); shorten the text or the reference audio"))
-        for row in finished + failed:
+        for i, row in enumerate(rows):
+            if i in failed:
+                continue
+            row.length += 1
+            if not self._take(row, frames[i]):
+                finished.append(row)
+        for i in failed:
+            self._finish(rows[i], error=MemoryError(f"out of accelerator memory even alone (context {rows[i].length} "
+                                                    "tokens); shorten the text or the reference audio"))
+        for row in finished + [rows[i] for i in failed]:
             self._remove(row)
 
-    def _forward_or_split(self, a: int, b: int, frames: torch.Tensor, positions: torch.Tensor,
-                          logits: list[torch.Tensor | None]) -> None:
+    def _eager_step(self, lengths: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """The decode step on the batch's own shapes: forward (split on out-of-memory), then the frame choice."""
+        n = len(lengths)
+        logits = torch.zeros((n, self.num_codebooks * self.codebook_size), device=self.device)
+        failed: list[int] = []
+        size = min(n, self.split or n)
+        for a in range(0, n, size):
+            self._forward_or_split(a, min(n, a + size), lengths, logits, failed)
+        if self.split and self.steps - self._split_since > 200:
+            self.split = 0  # memory pressure was transient: try full batches again
+        chosen, new = choose_frames(logits, self.state.view(0, n), self.stream_bos, self.stream_eos,
+                                    self.state.candidates(n), branch_free=self.device.type != "cpu")
+        self.state.commit(0, n, new)
+        self.frames_in[:n] = chosen
+        self.positions[:n] += 1
+        return chosen, failed
+
+    def _forward_or_split(self, a: int, b: int, lengths: list[int], logits: torch.Tensor, failed: list[int]) -> None:
         """Run rows ``a:b``; on out-of-memory retry them in halves, and give up only on a single row."""
         try:
-            pos = positions[a:b]
+            pos = self.positions[a:b]
             self.cache.row_offset = a
             self.cache.positions = pos
-            self.cache.span = int(pos.max()) + 1
+            self.cache.span = max(lengths[a:b]) + 1
             mask = None
-            if b - a > 1 and bool((pos != pos[0]).any()):
+            if len(set(lengths[a:b])) > 1:
                 mask = (torch.arange(self.cache.span, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
-            out = self._forward(frames[a:b], pos[:, None], mask).float().cpu()
-            for i in range(a, b):
-                logits[i] = out[i - a]
+            logits[a:b] = self._forward(self.frames_in[a:b, None, :], pos[:, None], mask).float()
         except torch.OutOfMemoryError:
             self.oom_events += 1
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if b - a == 1:
                 log.error("out of memory decoding one request alone; failing it")
+                failed.append(a)
                 return
             half = (b - a + 1) // 2
             self.split = half
             self._split_since = self.steps
             log.warning("out of memory with %d rows; retrying in batches of %d", b - a, half)
-            self._forward_or_split(a, a + half, frames, positions, logits)
-            self._forward_or_split(a + half, b, frames, positions, logits)
+            self._forward_or_split(a, a + half, lengths, logits, failed)
+            self._forward_or_split(a + half, b, lengths, logits, failed)
         finally:
             self.cache.row_offset = 0
 
@@ -421,8 +441,12 @@ class Scheduler:
         if index != last:
             moved = self.rows[last]
             self.cache.move(last, index, moved.length)
+            self.state.move(last, index)
+            self.frames_in[index] = self.frames_in[last]
+            self.positions[index] = self.positions[last]
             self.rows[index] = moved
         self.rows.pop()
+        self.positions[last] = 0  # a free slot: the fast path's padding rows write there, harmlessly
 
     def _finish(self, row: _Row, error: BaseException | None = None) -> None:
         job = row.job

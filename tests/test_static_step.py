@@ -1,0 +1,121 @@
+"""The fast decode step (fixed shapes, bucketed batches) against the eager step and ``model.generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from higgs_worker.engine import Prompt
+from higgs_worker.engine.prompt import model_inputs
+from higgs_worker.engine.scheduler import Job, Scheduler
+from higgs_worker.engine.static_step import BATCH_BUCKETS, bucket_for, decode_and_choose, span_for
+
+TEXTS = [f"Request number {i}, with a few words of its own." for i in range(16)]
+
+
+def job(inputs, seed=0, temperature=0.0, frames=24, top_k=50, top_p=0.95, ras=0):
+    return Job(inputs=inputs, temperature=temperature, top_k=top_k, top_p=top_p, ras_win_len=ras, ras_max_repeat=2,
+               max_new_tokens=frames, seed=seed, stop_at_eos=False)
+
+
+def run(scheduler, jobs):
+    for j in jobs:
+        scheduler.submit(j)
+    for j in jobs:
+        assert j.done.wait(120)
+        assert j.error is None, j.error
+    return [torch.stack(j.frames) for j in jobs]
+
+
+@pytest.fixture(scope="module")
+def inputs(engine):
+    return [model_inputs(engine.processor, Prompt(text=t)) for t in TEXTS]
+
+
+@pytest.fixture(scope="module")
+def schedulers(engine):
+    made = {"eager": Scheduler(engine.model, max_batch=16), "fast": Scheduler(engine.model, max_batch=16, fast=True)}
+    yield made
+    for s in made.values():
+        s.close()
+
+
+def test_buckets_and_spans():
+    assert [bucket_for(n) for n in (1, 2, 3, 5, 8, 9, 17, 33, 64, 65)] == [1, 2, 4, 8, 8, 16, 32, 64, 64, 128]
+    assert BATCH_BUCKETS == (1, 2, 4, 8, 16, 32, 64)
+    assert [span_for(m, 4096) for m in (0, 127, 128, 300, 4000)] == [128, 128, 256, 512, 4096]
+    assert span_for(1000, 512) == 512  # never past the cache
+
+
+def test_greedy_fast_path_equals_generate_alone(engine, inputs, schedulers):
+    with torch.inference_mode():
+        out = engine.model.generate(**inputs[0], do_sample=False, max_new_tokens=24, eos_token_id=None,
+                                    return_dict_in_generate=True)
+    reference = out.audio_sequences[0]
+    fast = run(schedulers["fast"], [job(inputs[0])])[0]
+    assert torch.equal(fast, reference[: fast.shape[0]].to(fast.dtype)) and fast.shape[0] == 24
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 5, 8, 13])
+def test_greedy_fast_path_equals_eager_in_every_bucket(inputs, schedulers, batch):
+    # 3, 5 and 13 rows pad up to buckets of 4, 8 and 16: the padding rows must change nothing
+    eager = run(schedulers["eager"], [job(inputs[i]) for i in range(batch)])
+    fast = run(schedulers["fast"], [job(inputs[i]) for i in range(batch)])
+    for a, b in zip(eager, fast, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_seeded_sampling_same_across_buckets_neighbours_and_paths(inputs, schedulers):
+    def sampled(i, seed):
+        return job(inputs[i], seed=seed, temperature=0.9, top_k=40, top_p=0.9, ras=7)
+
+    alone = run(schedulers["fast"], [sampled(0, 11)])[0]
+    among_four = run(schedulers["fast"], [sampled(0, 11)] + [sampled(i, 50 + i) for i in range(1, 4)])[0]
+    among_eleven = run(schedulers["fast"], [sampled(i, 60 + i) for i in range(1, 6)] + [sampled(0, 11)]
+                       + [sampled(i, 70 + i) for i in range(6, 11)])[5]
+    eager = run(schedulers["eager"], [sampled(0, 11), sampled(2, 5)])[0]
+    assert torch.equal(alone, among_four) and torch.equal(alone, among_eleven) and torch.equal(alone, eager)
+    other_seed = run(schedulers["fast"], [sampled(0, 12)])[0]
+    assert not torch.equal(alone, other_seed)
+
+
+def test_fast_path_survives_the_cache_growing_mid_request(engine, inputs):
+    small = {"eager": Scheduler(engine.model, max_batch=4, capacity=8),
+             "fast": Scheduler(engine.model, max_batch=4, capacity=8, fast=True)}
+    try:
+        eager = run(small["eager"], [job(inputs[i], frames=40) for i in range(3)])
+        fast = run(small["fast"], [job(inputs[i], frames=40) for i in range(3)])
+        assert small["fast"].cache.capacity > 8
+    finally:
+        for s in small.values():
+            s.close()
+    for a, b in zip(eager, fast, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_static_step_compiles_as_one_graph(engine, inputs):
+    """``fullgraph=True`` fails on any graph break: no data-dependent branch, no host sync in the step."""
+    scheduler = Scheduler(engine.model, max_batch=4, fast=True)
+    try:
+        run(scheduler, [job(inputs[i], seed=i, temperature=0.8, top_k=40, top_p=0.9, ras=7, frames=6)
+                        for i in range(3)])  # leave real state in the slots
+        s = scheduler.static
+        rows, span = 4, span_for(int(scheduler.positions.max()), scheduler.cache.capacity)
+        # the step writes the cache at each row's position: run both on copies of the same state
+        keys = [k.clone() for k in scheduler.cache.keys]
+        values = [v.clone() for v in scheduler.cache.values]
+
+        def step(keys, values):
+            return decode_and_choose(engine.model, keys, values, s.frames_in, s.positions, s.state.view(0, rows),
+                                     rows, span, 64, s.stream_bos, s.stream_eos)
+
+        with torch.inference_mode():
+            want_frames, want_state = step(keys, values)
+            torch._dynamo.reset()
+            compiled = torch.compile(step, fullgraph=True, backend="eager")
+            got_frames, got_state = compiled([k.clone() for k in keys], [v.clone() for v in values])
+        assert torch.equal(got_frames, want_frames)
+        assert torch.equal(got_state.history, want_state.history) and torch.equal(got_state.eos, want_state.eos)
+    finally:
+        scheduler.close()
+        torch._dynamo.reset()
