@@ -119,3 +119,22 @@ def test_the_static_step_compiles_as_one_graph(engine, inputs):
     finally:
         scheduler.close()
         torch._dynamo.reset()
+
+
+def test_decode_path_setting_builds_the_fast_engine_with_the_same_speech(tiny_model_dir, tmp_path, engine):
+    from higgs_worker.engine import Sampling
+    from higgs_worker.service import engine_factory
+    from higgs_worker.settings import Settings
+
+    settings = Settings(model_path=tiny_model_dir / "model", tokenizer_path=tiny_model_dir / "tokenizer",
+                        device="cpu", warmup=False, decode_path="fast", volume_root=tmp_path / "vol")
+    fast = engine_factory(settings)()
+    try:
+        assert fast.scheduler.static is not None and engine.scheduler.static is None  # eager is the default
+        sampling = Sampling(temperature=0.7, max_new_tokens=30)
+        prompt = Prompt(text="The same speech on either path.")
+        assert torch.equal(fast.generate(prompt, sampling, seed=5).codes, engine.generate(prompt, sampling, seed=5).codes)
+    finally:
+        fast.close()
+    with pytest.raises(ValueError, match="decode_path"):
+        Settings(decode_path="graphs")

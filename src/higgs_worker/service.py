@@ -98,7 +98,8 @@ def engine_factory(settings: Settings):
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
         cuda = loaded.device.type == "cuda"
         return Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
-                      compile_decode=settings.compile_decode and cuda, warmup=settings.warmup)
+                      compile_decode=settings.compile_decode and cuda, fast_decode=settings.decode_path == "fast",
+                      warmup=settings.warmup)
 
     return build
 

@@ -58,12 +58,13 @@ class Engine:
     """One loaded model: a scheduler that batches generations, and the codec for references and audio."""
 
     def __init__(self, loaded: LoadedModel, reference_cache_size: int = 64, max_batch_size: int = 8,
-                 cache_capacity: int = 2048, compile_decode: bool = False, warmup: bool = False) -> None:
+                 cache_capacity: int = 2048, compile_decode: bool = False, fast_decode: bool = False,
+                 warmup: bool = False) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
         self.scheduler = Scheduler(self.model, max_batch=max_batch_size, capacity=cache_capacity,
-                                   compile_decode=compile_decode)
+                                   compile_decode=compile_decode and not fast_decode, fast=fast_decode)
         self._codec_lock = threading.Lock()
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_cache_size = reference_cache_size
