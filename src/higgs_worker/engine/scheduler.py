@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .prefill import PiecewisePrefill
 from .sampling import DelayState, RowSettings, SlotState, choose_frames
 from .static_step import StaticStep, bucket_for
 
@@ -171,7 +172,7 @@ class Scheduler:
     """Runs every generation of one model; many requests share each decode step."""
 
     def __init__(self, model, max_batch: int = 8, capacity: int = 2048, compile_decode: bool = False,
-                 fast: bool = False, graphs: bool | None = None) -> None:
+                 fast: bool = False, graphs: bool | None = None, prefill_chunk_tokens: int = 512) -> None:
         self.model = model
         cfg = model.config
         self.cfg = cfg
@@ -195,6 +196,10 @@ class Scheduler:
                                      graphs=self.device.type == "cuda" if graphs is None else graphs)
         self.rows: list[_Row] = []
         self.pending: queue.Queue[Job] = queue.Queue()
+        #: Prefill work between two decode steps while rows are decoding, in prompt tokens through every layer
+        #: (a longer prompt runs a few layers per step); with no row decoding a prefill runs to its end at once.
+        self.prefill_budget = prefill_chunk_tokens * cfg.num_hidden_layers
+        self._filling: tuple[Job, PiecewisePrefill] | None = None  # the prefill in progress
         self._wake = threading.Event()
         self._stop = False
         self.steps = 0
@@ -248,6 +253,7 @@ class Scheduler:
                 for row in self.rows:
                     self._finish(row, error=self.fault)
                 self.rows = []
+                self._drop_filling(self.fault)
                 while not self.pending.empty():
                     self._fail(self.pending.get_nowait(), self.fault)
                 self._wake.wait(0.5)
@@ -272,35 +278,70 @@ class Scheduler:
                 self.rows = []
         for row in self.rows:
             self._finish(row, error=SchedulerClosed("the scheduler stopped"))
+        self._drop_filling(SchedulerClosed("the scheduler stopped"))
         while not self.pending.empty():
             self._fail(self.pending.get_nowait(), SchedulerClosed("the scheduler stopped"))
 
     def _admit(self) -> None:
-        while len(self.rows) < self.max_batch:
-            try:
-                job = self.pending.get_nowait()
-            except queue.Empty:
-                return
+        """Prefill waiting requests into free slots: all at once when no row is decoding, else a bounded piece of
+        work per step (a long prompt joins over a few steps instead of stalling the rows already speaking)."""
+        budget = self.prefill_budget if self.rows else None
+        while budget is None or budget > 0:
+            if self._filling is None:
+                if len(self.rows) >= self.max_batch:
+                    return
+                try:
+                    job = self.pending.get_nowait()
+                except queue.Empty:
+                    return
+                if job.cancel is not None and job.cancel.is_set():
+                    job.cancelled = True
+                    job.done.set()
+                    continue
+                if not self._guard(job, lambda job=job: self._begin(job)):
+                    continue
+            job, fill = self._filling
             if job.cancel is not None and job.cancel.is_set():
+                self._filling = None
                 job.cancelled = True
                 job.done.set()
                 continue
-            try:
-                self._prefill(job)
-            except Exception as exc:  # noqa: BLE001 - this request fails; others go on
-                if is_fatal_device_error(exc):
-                    self._fail(job, self.declare_fault(exc))
-                    return
+            layers = fill.remaining_layers if budget is None else max(1, min(fill.remaining_layers,
+                                                                                budget // fill.tokens))
+            if not self._guard(job, lambda: fill.advance(layers)):
+                continue
+            if budget is not None:
+                budget -= layers * fill.tokens
+            if fill.finished:
+                self._filling = None
+                self._guard(job, lambda: self._join(job, fill))
+
+    def _guard(self, job: Job, action: Callable[[], None]) -> bool:
+        """Run one prefill action for ``job``; on failure the job fails (alone) and False is returned."""
+        try:
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001 - this request fails; others go on
+            self._filling = None
+            if is_fatal_device_error(exc):
+                self._fail(job, self.declare_fault(exc))
+            else:
                 log.exception("prefill failed")
                 self._fail(job, exc)
+            return False
+
+    def _drop_filling(self, error: BaseException) -> None:
+        if self._filling is not None:
+            self._fail(self._filling[0], error)
+            self._filling = None
 
     @torch.inference_mode()
-    def _prefill(self, job: Job) -> None:
-        from transformers import DynamicCache
+    def _begin(self, job: Job) -> None:
+        self._filling = (job, PiecewisePrefill(self.model, {k: v.to(self.device) for k, v in job.inputs.items()}))
 
-        inputs = {k: v.to(self.device) for k, v in job.inputs.items()}
-        cache = DynamicCache(config=self.cfg)
-        out = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1)
+    @torch.inference_mode()
+    def _join(self, job: Job, fill: PiecewisePrefill) -> None:
+        """A finished prefill takes the next free slot and chooses its first frame."""
         prompt_ids = job.inputs["input_ids"][0].tolist()
         history = None
         if job.ras_win_len > 0 and "audio_input_ids" in job.inputs:
@@ -310,17 +351,18 @@ class Scheduler:
         delay = DelayState.from_prompt(prompt_ids, self.num_codebooks, self.cfg.audio_bos_token_id,
                                        self.cfg.audio_delay_token_id)
         slot = len(self.rows)
-        length = self.cache.load(slot, cache)
+        length = self.cache.load(slot, fill.cache)
         self.state.assign(slot, settings, delay, history)
         self.positions[slot] = length
-        row = _Row(job=job, length=length)
-        self.rows.append(row)
-        logits = out.logits[:, -1].float()
+        logits = fill.logits().float()
         frame, new = choose_frames(logits, self.state.view(slot, slot + 1), self.stream_bos, self.stream_eos,
                                    self.state.candidates_of([settings]), branch_free=self.device.type != "cpu")
         self.state.commit(slot, slot + 1, new)
         self.frames_in[slot] = frame[0]
-        if not self._take(row, frame[0].cpu()):
+        first = frame[0].cpu()
+        row = _Row(job=job, length=length)  # the slot is the row's only once nothing of the prefill can fail
+        self.rows.append(row)
+        if not self._take(row, first):
             self._remove(row)
 
     def _take(self, row: _Row, frame: torch.Tensor) -> bool:
