@@ -504,7 +504,7 @@ class SpeechStream:
     def __iter__(self) -> Iterator[np.ndarray]:
         engine = self._service.engine
         self.sample_rate = engine.sample_rate
-        decoder = StreamDecoder(engine.decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
+        decoder = StreamDecoder(engine.stream_decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
         stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
         natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice

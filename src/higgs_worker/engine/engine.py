@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..schema import EngineError
+from .codec_batch import CodecBatcher
 from .codes import generated_codes
 from .loader import LoadedModel
 from .prompt import Prompt, model_inputs
@@ -59,7 +60,7 @@ class Engine:
 
     def __init__(self, loaded: LoadedModel, reference_cache_size: int = 64, max_batch_size: int = 8,
                  cache_capacity: int = 2048, compile_decode: bool = False, fast_decode: bool = False,
-                 warmup: bool = False) -> None:
+                 warmup: bool = False, codec_batching: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
@@ -69,6 +70,9 @@ class Engine:
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_cache_size = reference_cache_size
         self.reference_encodes = 0
+        if codec_batching is None:  # worth it where a codec call is launch-bound: on a GPU
+            codec_batching = loaded.device.type == "cuda"
+        self.codec_batcher = CodecBatcher(self.decode_batch) if codec_batching else None
         if warmup:
             self.warm_up()
 
@@ -93,6 +97,8 @@ class Engine:
 
     def close(self) -> None:
         self.scheduler.close()
+        if self.codec_batcher is not None:
+            self.codec_batcher.close()
 
     @property
     def fault(self) -> DeviceFault | None:
@@ -161,6 +167,28 @@ class Engine:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         return self.finish(self.start(prompt, sampling, seed, cancel))
+
+    def stream_decode(self, codes: torch.Tensor) -> np.ndarray:
+        """:meth:`decode` for a streaming window: batched with the windows of other streams where enabled."""
+        if self.codec_batcher is not None:
+            return self.codec_batcher.decode(codes)
+        return self.decode(codes)
+
+    def decode_batch(self, codes: torch.Tensor) -> list[np.ndarray]:
+        """Plain codes of one length ``(B, frames, codebooks)`` to B waveforms, in one codec call."""
+        frames = codes.shape[1]
+        if frames < MIN_DECODE_FRAMES:
+            return [self.decode(c) for c in codes]
+        codec = self.processor.audio_tokenizer
+        with self._codec_lock, torch.inference_mode():
+            try:
+                audio = codec.decode(codes.transpose(1, 2).to(self.loaded.device)).audio_values
+            except RuntimeError as exc:
+                self._codec_failed(exc)
+                raise
+        hop = self.sample_rate // self.frame_rate
+        audio = audio.reshape(codes.shape[0], -1)[:, : frames * hop].float().cpu().numpy()
+        return list(audio)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Plain codes ``(frames, codebooks)`` to a float32 24 kHz waveform."""
