@@ -1,23 +1,41 @@
-"""GPU benchmark: full-size random-weight Higgs Audio V2 (bf16) on one GPU, plain ``generate`` vs the scheduler.
+"""GPU check and benchmark: full-size random-weight Higgs Audio V2 on one GPU, plain ``generate`` and both
+scheduler paths.
 
-    python bench/gpu_bench.py [--json FILE] [--frames 200] [--batches 1,8,32]
+    python bench/gpu_bench.py [--json FILE] [--check] [--frames 200] [--batches 1,8,32,64] [--paths plain,eager,fast]
     python bench/gpu_bench.py --tiny --device cpu     # the same code on a tiny config (what CI runs)
 
 The model has the real configuration (Llama-3.2-3B backbone with the dual audio FFN, 8 codebooks of 1026) and
 random weights, built on the ``meta`` device and materialised on the GPU (``to_empty`` + in-place init), so no
-11 GB of random weights are made on the CPU. For each batch size it reports audio frames per second and the
-real-time factor for the plain path (``model.generate``, end-of-stream ignored so every row makes ``--frames``
-frames) and for the engine's scheduler, and for batch 1 the memory-bandwidth bound: the bytes of weights an
-audio decode step reads (attention, audio MLP, audio head, norms) over the device's measured copy bandwidth.
-The codec is not part of this measurement (it is small next to the LLM). Finishes in a few minutes on an H100.
+11 GB of random weights are made on the CPU. bf16 on a GPU, float32 on the CPU. In one run:
+
+* the memory-bandwidth bound of batch 1: the bytes of weights an audio decode step reads (attention, audio MLP,
+  audio head, norms) over the device's measured copy bandwidth;
+* ``--check``, correctness of the fast decode path: greedy codes (temperature 0, no repetition window) of the
+  fast path against the eager path's for a few prompts alone and for eight prompts in one batch, and a seeded
+  sampled request alone against the same request among seven others on the fast path. Each comparison reports
+  whether the codes are equal, the share of equal frames and the first step that differs. Inequality is recorded,
+  not fatal: in bf16 a batched matrix product may round a near-tie differently from a single-row one;
+* time to first audio frame with 16 requests submitted at once (prompts of 64 tokens), p50 and p95, for each
+  scheduler path;
+* for each batch size, audio frames per second and the real-time factor of each path (``plain``:
+  ``model.generate``; ``eager``: the scheduler's default step; ``fast``: its fixed-shape step, replayed from CUDA
+  graphs on a GPU), end-of-stream ignored so every row makes ``--frames`` frames, each after a warm-up run of its
+  own (the fast path's warm-up makes the whole length, so every graph the timed run needs is captured before it),
+  and each path's batch-1 share of the bound.
+
+The JSON file is rewritten after each part, so a run cut short keeps what it measured (``complete`` is false
+then); ``--budget-s`` skips the parts that would start after that many seconds. The codec is not part of this
+measurement (it is small next to the LLM). Exit status 1 when a part raised (its error is in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,19 +47,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from higgs_worker.engine.scheduler import Job, Scheduler  # noqa: E402
 
 FRAME_RATE = 25
+PATHS = ("plain", "eager", "fast")
+CHECKS = ("greedy_alone_equal", "greedy_batch_equal", "greedy_fast_alone_vs_batch_equal",
+          "sampled_alone_vs_batch_equal", "sampled_fast_vs_eager_equal")
+JOB_TIMEOUT_S = 120.0  # the longest run (64 rows x 200 frames, eager) takes seconds on a GPU
 
 
-def build_model(tiny: bool, device: torch.device, dtype: torch.dtype):
+def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, layers: int | None = None):
     from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
     from transformers.models.higgs_audio_v2.modeling_higgs_audio_v2 import HiggsAudioV2RotaryEmbedding
 
     if tiny:
-        config = HiggsAudioV2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        config = HiggsAudioV2Config(vocab_size=512, hidden_size=64, intermediate_size=128,
                                     num_attention_heads=4, num_key_value_heads=2, head_dim=16, codebook_size=1026,
                                     audio_token_id=500, audio_bos_token_id=501, audio_delay_token_id=502,
-                                    pad_token_id=503, bos_token_id=504, eos_token_id=505)
+                                    pad_token_id=503, bos_token_id=504, eos_token_id=505,
+                                    num_hidden_layers=layers or 2)
     else:
         config = HiggsAudioV2Config(codebook_size=1026)  # the real architecture's defaults
+        if layers:
+            config.num_hidden_layers = layers
     config._attn_implementation = "sdpa"
     with torch.device("meta"):
         model = HiggsAudioV2ForConditionalGeneration(config)
@@ -92,10 +117,49 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def prompt_ids(config, length: int, device) -> torch.Tensor:
-    ids = torch.randint(0, min(config.vocab_size, 120000), (1, length), generator=torch.Generator().manual_seed(1))
+def prompt_ids(config, length: int, device, seed: int = 1) -> torch.Tensor:
+    ids = torch.randint(0, min(config.vocab_size, 120000), (1, length), generator=torch.Generator().manual_seed(seed))
     ids[0, -1] = config.audio_bos_token_id
     return ids.to(device)
+
+
+def prompt_inputs(config, length: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    ids = prompt_ids(config, length, "cpu", seed)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def make_job(inputs: dict[str, torch.Tensor], frames: int, seed: int, mode: str = "bench") -> Job:
+    """``bench``: the throughput runs' sampling; ``greedy``: temperature 0, no window; ``sampled``: the check's."""
+    settings = {"bench": dict(temperature=1.0, top_k=50, top_p=0.95, ras_win_len=0),
+                "greedy": dict(temperature=0.0, top_k=50, top_p=0.95, ras_win_len=0),
+                "sampled": dict(temperature=0.9, top_k=40, top_p=0.9, ras_win_len=7)}[mode]
+    return Job(inputs=inputs, ras_max_repeat=2, max_new_tokens=frames, seed=seed, stop_at_eos=False, **settings)
+
+
+def run_jobs(scheduler: Scheduler, jobs: list[Job]) -> list[Job]:
+    """Submit every job at once and wait for all; raises the first job's error."""
+    for job in jobs:
+        scheduler.submit(job)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    for job in jobs:
+        if not job.done.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"a job did not finish within {JOB_TIMEOUT_S:.0f} s")
+        if job.error is not None:
+            raise job.error
+    return jobs
+
+
+def codes(job: Job) -> torch.Tensor:
+    return torch.stack(job.frames) if job.frames else torch.empty((0, 8), dtype=torch.long)
+
+
+def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Equal, the first differing step (None when equal), and the share of equal frames of two code sequences."""
+    steps = max(a.shape[0], b.shape[0])
+    common = min(a.shape[0], b.shape[0])
+    same = (a[:common] == b[:common]).all(dim=-1).tolist() + [False] * (steps - common)
+    first = next((i for i, s in enumerate(same) if not s), None)
+    return {"equal": first is None, "first_step": first, "equal_frames": sum(same), "frames": steps}
 
 
 def plain(model, config, batch: int, frames: int, device) -> float:
@@ -111,89 +175,288 @@ def plain(model, config, batch: int, frames: int, device) -> float:
 
 
 def ours(scheduler: Scheduler, config, batch: int, frames: int, device) -> float:
-    ids = prompt_ids(config, 64, "cpu")
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs = prompt_inputs(config, 64)
     sync(device)
     start = time.perf_counter()
-    jobs = [scheduler.submit(Job(inputs=inputs, temperature=1.0, top_k=50, top_p=0.95, ras_win_len=0,
-                                 ras_max_repeat=2, max_new_tokens=frames, seed=i, stop_at_eos=False))
-            for i in range(batch)]
-    for job in jobs:
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
+    run_jobs(scheduler, [make_job(inputs, frames, seed=i) for i in range(batch)])
     sync(device)
     return time.perf_counter() - start
+
+
+def correctness(schedulers: dict[str, Scheduler], config, frames: int, out: dict, alone: int = 3,
+                batch: int = 8) -> dict:
+    """Greedy fast-path codes against the eager path's (alone and in a batch), and seeded sampling alone vs batched.
+
+    Fills ``out`` as it goes, so a part that raises leaves the comparisons made before it."""
+    prompts = [prompt_inputs(config, 40 + 5 * i, seed=100 + i) for i in range(batch)]  # lengths 40..75
+    eager, fast = schedulers["eager"], schedulers["fast"]
+    differences: list[dict] = []
+    counts = {"greedy": [0, 0], "sampled": [0, 0]}  # equal frames, frames
+
+    def check(kind: str, what: str, prompt: int, a: Job, b: Job) -> bool:
+        result = compare(codes(a), codes(b))
+        counts[kind][0] += result["equal_frames"]
+        counts[kind][1] += result["frames"]
+        if not result["equal"]:
+            differences.append({"comparison": what, "prompt": prompt, "first_step": result["first_step"],
+                                "equal_frame_fraction": round(result["equal_frames"] / max(1, result["frames"]), 4)})
+        return result["equal"]
+
+    out.update({"frames": frames, "prompts_alone": alone, "batch": batch,
+                "prompt_tokens": [p["input_ids"].shape[1] for p in prompts], "differences": differences})
+    greedy_alone = {}
+    for i in range(alone):
+        e = run_jobs(eager, [make_job(prompts[i], frames, seed=i, mode="greedy")])[0]
+        f = run_jobs(fast, [make_job(prompts[i], frames, seed=i, mode="greedy")])[0]
+        greedy_alone[i] = f
+        out.setdefault("greedy_alone_equal", True)
+        out["greedy_alone_equal"] &= check("greedy", "greedy fast vs eager, alone", i, f, e)
+    e8 = run_jobs(eager, [make_job(p, frames, seed=i, mode="greedy") for i, p in enumerate(prompts)])
+    f8 = run_jobs(fast, [make_job(p, frames, seed=i, mode="greedy") for i, p in enumerate(prompts)])
+    out["greedy_batch_equal"] = all([check("greedy", f"greedy fast vs eager, batch of {batch}", i, f, e)
+                                     for i, (f, e) in enumerate(zip(f8, e8, strict=True))])
+    out["greedy_fast_alone_vs_batch_equal"] = all([check("greedy", f"greedy fast alone vs batch of {batch}", i,
+                                                         greedy_alone[i], f8[i]) for i in range(alone)])
+    out["greedy_equal_frame_fraction"] = round(counts["greedy"][0] / max(1, counts["greedy"][1]), 4)
+
+    target = batch // 2  # the sampled request sits among the others, not first
+    sampled_alone = run_jobs(fast, [make_job(prompts[0], frames, seed=11, mode="sampled")])[0]
+    others = [make_job(p, frames, seed=200 + i, mode="sampled") for i, p in enumerate(prompts[1:], start=1)]
+    batched = run_jobs(fast, others[:target] + [make_job(prompts[0], frames, seed=11, mode="sampled")]
+                       + others[target:])[target]
+    sampled_eager = run_jobs(eager, [make_job(prompts[0], frames, seed=11, mode="sampled")])[0]
+    out["sampled_alone_vs_batch_equal"] = check("sampled", f"sampled fast alone vs batch of {batch}", 0,
+                                                sampled_alone, batched)
+    out["sampled_fast_vs_eager_equal"] = check("sampled", "sampled fast vs eager, alone", 0, sampled_alone,
+                                               sampled_eager)
+    out["sampled_equal_frame_fraction"] = round(counts["sampled"][0] / max(1, counts["sampled"][1]), 4)
+    out["passed"] = all(out[k] for k in CHECKS)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def first_audio(scheduler: Scheduler, config, streams: int, prompt_tokens: int, frames: int) -> dict:
+    """Time from submission to each request's first frame, ``streams`` requests submitted at once."""
+    def jobs(n_frames: int) -> list[Job]:
+        return [make_job(prompt_inputs(config, prompt_tokens, seed=300 + i), n_frames, seed=i) for i in range(streams)]
+
+    run_jobs(scheduler, jobs(min(frames, 4)))  # warm-up (and, on the fast path, the graphs of these shapes)
+    times = [job.first_frame_s or 0.0 for job in run_jobs(scheduler, jobs(frames))]
+    return {"p50_s": round(percentile(times, 0.5), 4), "p95_s": round(percentile(times, 0.95), 4),
+            "max_s": round(max(times), 4), "mean_s": round(sum(times) / len(times), 4)}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--frames", type=int, default=200, help="frames per request of the throughput runs")
+    parser.add_argument("--batches", default="1,8,32,64")
+    parser.add_argument("--paths", default=",".join(PATHS), help="of plain, eager, fast")
+    parser.add_argument("--check", action="store_true", help="the fast path's correctness check")
+    parser.add_argument("--check-frames", type=int, default=64)
+    parser.add_argument("--ttfa-streams", type=int, default=16, help="requests submitted at once (0: skip)")
+    parser.add_argument("--ttfa-prompt", type=int, default=64, help="prompt tokens of those requests")
+    parser.add_argument("--ttfa-frames", type=int, default=32, help="frames of those requests")
+    parser.add_argument("--budget-s", type=float, default=0.0, help="skip the parts that would start later (0: none)")
     parser.add_argument("--tiny", action="store_true", help="tiny config (runs anywhere, for checking the script)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     batches = [int(b) for b in args.batches.split(",")]
+    paths = [p for p in args.paths.split(",") if p]
+    if unknown := sorted(set(paths) - set(PATHS)):
+        parser.error(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
+    if args.check and not {"eager", "fast"} <= set(paths):
+        parser.error("--check compares the eager and fast paths: keep both in --paths")
+    began = time.perf_counter()
 
-    t0 = time.perf_counter()
-    model, config = build_model(args.tiny, device, dtype)
-    build_s = time.perf_counter() - t0
-    scheduler = Scheduler(model, max_batch=max(batches), capacity=64 + args.frames + 8)
-    plain(model, config, 1, 8, device)  # warm-up (kernels, allocator)
-    ours(scheduler, config, 1, 8, device)
+    import transformers
 
     results: dict = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   + (torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
-                   + f", torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": device_name(device),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "command": shlex.join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),
         "config": "tiny" if args.tiny else "full (hidden 3072, 28 layers, 8 codebooks x 1026)",
         "dtype": str(dtype).removeprefix("torch."),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "build_s": round(build_s, 2),
         "frames_per_request": args.frames,
-        "runs": [],
+        "batches": batches,
+        "paths": paths,
+        "complete": False,
+        "errors": [],
+        "skipped": [],
+        "sections_s": {},
     }
-    for batch in batches:
-        plain_s = plain(model, config, batch, args.frames, device)
-        ours_s = ours(scheduler, config, batch, args.frames, device)
-        audio_s = args.frames / FRAME_RATE
-        results["runs"].append({
-            "batch": batch,
-            "plain_frames_per_s": round(batch * args.frames / plain_s, 1),
-            "ours_frames_per_s": round(batch * args.frames / ours_s, 1),
-            "plain_rtf": round(plain_s / audio_s, 4),
-            "ours_rtf": round(ours_s / audio_s, 4),
-        })
+
+    def save() -> None:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - began:7.1f}s] {message}", flush=True)
+
+    def over_budget(what: str) -> bool:
+        if args.budget_s and time.perf_counter() - began > args.budget_s:
+            results["skipped"].append(what)
+            say(f"skipped {what}: past the budget of {args.budget_s:.0f} s")
+            return True
+        return False
+
+    def failed(what: str, exc: BaseException) -> None:
+        results["errors"].append({"part": what, "error": f"{exc.__class__.__name__}: {exc}"[:2000]})
+        say(f"FAILED {what}: {exc.__class__.__name__}: {exc}")
+
+    say(f"building the {results['config']} model on {results['device']} ({results['dtype']})")
+    t0 = time.perf_counter()
+    model, config = build_model(args.tiny, device, dtype)
+    sync(device)
+    results["build_s"] = round(time.perf_counter() - t0, 2)
+    results["parameters"] = sum(p.numel() for p in model.parameters())
+
     step_bytes = decode_step_bytes(model)
     bandwidth = copy_bandwidth(device)
     bound = bandwidth / step_bytes
     results["decode_step_weight_bytes"] = step_bytes
     results["copy_bandwidth_gb_s"] = round(bandwidth / 1e9, 1)
     results["batch1_bound_frames_per_s"] = round(bound, 1)
-    by_batch = {r["batch"]: r for r in results["runs"]}
-    if 1 in by_batch:
-        results["batch1_fraction_of_bound"] = round(by_batch[1]["ours_frames_per_s"] / bound, 3)
-        if max(batches) > 1:
-            results[f"batch{max(batches)}_over_batch1"] = round(
-                by_batch[max(batches)]["ours_frames_per_s"] / by_batch[1]["ours_frames_per_s"], 2)
-    scheduler.close()
+    say(f"batch-1 bound {bound:.1f} frames/s ({bandwidth / 1e9:.1f} GB/s over {step_bytes / 1e9:.2f} GB per step)")
+    save()
 
-    print(f"{results['date']}  {results['machine']}  {results['config']}  {results['dtype']}")
-    print(f"{'batch':>5}  {'plain fr/s':>11}  {'ours fr/s':>10}  {'plain RTF':>10}  {'ours RTF':>9}")
-    for r in results["runs"]:
-        print(f"{r['batch']:>5}  {r['plain_frames_per_s']:>11}  {r['ours_frames_per_s']:>10}  "
-              f"{r['plain_rtf']:>10}  {r['ours_rtf']:>9}")
-    print(f"batch-1 bound {results['batch1_bound_frames_per_s']} frames/s "
-          f"({results['copy_bandwidth_gb_s']} GB/s over {step_bytes / 1e9:.2f} GB per step)")
+    capacity = max(64, args.ttfa_prompt, 80) + max(args.frames, args.check_frames, args.ttfa_frames) + 8
+    most = max(batches + [8 if args.check else 1, args.ttfa_streams])
+    schedulers = {path: Scheduler(model, max_batch=most, capacity=capacity, fast=path == "fast")
+                  for path in paths if path != "plain"}
+    try:
+        if args.check and not over_budget("check"):
+            t0 = time.perf_counter()
+            say(f"check: fast path against eager, {args.check_frames} frames")
+            try:
+                results["check"] = {}
+                correctness(schedulers, config, args.check_frames, results["check"])
+                c = results["check"]
+                say(f"check: greedy alone {c['greedy_alone_equal']}, batch of 8 {c['greedy_batch_equal']} "
+                    f"(equal frames {c['greedy_equal_frame_fraction']}), sampled alone vs batch "
+                    f"{c['sampled_alone_vs_batch_equal']}")
+            except Exception as exc:  # noqa: BLE001 - record it, measure the rest
+                failed("check", exc)
+            results["sections_s"]["check"] = round(time.perf_counter() - t0, 2)
+            save()
+
+        if args.ttfa_streams > 0:
+            results["ttfa"] = {"streams": args.ttfa_streams, "prompt_tokens": args.ttfa_prompt,
+                               "frames": args.ttfa_frames}
+            t0 = time.perf_counter()
+            for path, scheduler in schedulers.items():
+                if over_budget(f"ttfa {path}"):
+                    continue
+                try:
+                    results["ttfa"][path] = first_audio(scheduler, config, args.ttfa_streams, args.ttfa_prompt,
+                                                        args.ttfa_frames)
+                    say(f"ttfa {path}: {results['ttfa'][path]}")
+                except Exception as exc:  # noqa: BLE001
+                    failed(f"ttfa {path}", exc)
+                save()
+            results["sections_s"]["ttfa"] = round(time.perf_counter() - t0, 2)
+
+        results["runs"] = []
+        audio_s = args.frames / FRAME_RATE
+        t0 = time.perf_counter()
+        for batch in batches:
+            run: dict = {"batch": batch}
+            results["runs"].append(run)
+            for path in paths:
+                if over_budget(f"{path} batch {batch}"):
+                    continue
+                try:
+                    if path == "plain":
+                        plain(model, config, batch, 8, device)  # warm-up
+                        seconds = plain(model, config, batch, args.frames, device)
+                    else:
+                        scheduler = schedulers[path]
+                        static = scheduler.static
+                        # the fast path's warm-up goes the whole length: the attention span grows with it, and
+                        # each (bucket, span) shape is captured the first time it runs
+                        ours(scheduler, config, batch, args.frames if static is not None else 8, device)
+                        before = static.captures if static is not None else 0
+                        seconds = ours(scheduler, config, batch, args.frames, device)
+                        if static is not None:
+                            run["fast_captures_during_timing"] = static.captures - before
+                    run[f"{path}_frames_per_s"] = round(batch * args.frames / seconds, 1)
+                    run[f"{path}_rtf"] = round(seconds / audio_s, 4)
+                    say(f"batch {batch:>3} {path:>5}: {run[f'{path}_frames_per_s']} frames/s, "
+                        f"RTF {run[f'{path}_rtf']}")
+                except Exception as exc:  # noqa: BLE001
+                    failed(f"{path} batch {batch}", exc)
+                save()
+        results["sections_s"]["throughput"] = round(time.perf_counter() - t0, 2)
+    finally:
+        for scheduler in schedulers.values():
+            scheduler.close()
+
+    by_batch = {r["batch"]: r for r in results["runs"]}
+    results["batch1_fraction_of_bound"] = {
+        path: round(by_batch[1][f"{path}_frames_per_s"] / bound, 3)
+        for path in paths if f"{path}_frames_per_s" in by_batch.get(1, {})}
+    top = max(batches)
+    if 1 in by_batch and top > 1:
+        results[f"batch{top}_over_batch1"] = {
+            path: round(by_batch[top][f"{path}_frames_per_s"] / by_batch[1][f"{path}_frames_per_s"], 2)
+            for path in paths if f"{path}_frames_per_s" in by_batch[top] and f"{path}_frames_per_s" in by_batch[1]}
+    if "fast" in schedulers:
+        results["fast_captures"] = schedulers["fast"].static.captures
+    results["total_s"] = round(time.perf_counter() - began, 1)
+    results["complete"] = True
+    save()
+    print_table(results)
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
+def print_table(results: dict) -> None:
+    paths = results["paths"]
+    print(f"\n{results['date']}  {results['device']}  {results['machine']}  torch {results['torch']}  "
+          f"transformers {results['transformers']}  {results['config']}  {results['dtype']}")
+    print(f"{'batch':>5}" + "".join(f"  {p + ' fr/s':>11}  {p + ' RTF':>10}" for p in paths))
+    for r in results["runs"]:
+        cells = [(str(r.get(f"{p}_frames_per_s", "-")), str(r.get(f"{p}_rtf", "-"))) for p in paths]
+        print(f"{r['batch']:>5}" + "".join(f"  {a:>11}  {b:>10}" for a, b in cells))
+    print(f"batch-1 bound {results['batch1_bound_frames_per_s']} frames/s ({results['copy_bandwidth_gb_s']} GB/s "
+          f"over {results['decode_step_weight_bytes'] / 1e9:.2f} GB per step); batch-1 share of it: "
+          + ", ".join(f"{p} {v}" for p, v in results["batch1_fraction_of_bound"].items()))
+    ttfa = results.get("ttfa", {})
+    for path in ("eager", "fast"):
+        if path in ttfa:
+            print(f"first frame, {ttfa['streams']} streams at once, {path}: p50 {ttfa[path]['p50_s']} s, "
+                  f"p95 {ttfa[path]['p95_s']} s")
+    check = results.get("check")
+    if check:
+        print(f"check ({check['frames']} frames, 0-based steps): "
+              + ", ".join(f"{key} {check.get(key, '-')}" for key in CHECKS)
+              + f"; equal frames: greedy {check.get('greedy_equal_frame_fraction', '-')}, "
+              f"sampled {check.get('sampled_equal_frame_fraction', '-')}; passed {check.get('passed', '-')}")
+        for d in check["differences"]:
+            print(f"  differs: {d['comparison']}, prompt {d['prompt']}, from step {d['first_step']} "
+                  f"(equal frames {d['equal_frame_fraction']})")
+    for e in results["errors"]:
+        print(f"ERROR in {e['part']}: {e['error']}")
+    if results["skipped"]:
+        print(f"skipped (time budget): {', '.join(results['skipped'])}")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main()["errors"] else 0)

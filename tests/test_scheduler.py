@@ -93,10 +93,16 @@ def test_gpu_bench_script_runs_on_a_tiny_config(tmp_path):
 
     out = tmp_path / "gpu.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bench.py"), "--tiny", "--device", "cpu",
-                           "--frames", "24", "--batches", "1,4", "--json", str(out)],
+                           "--frames", "24", "--batches", "1,4", "--ttfa-streams", "4", "--ttfa-frames", "4",
+                           "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
+    assert result["complete"] and result["errors"] == [] and "check" not in result  # the check only with --check
+    assert result["dtype"] == "float32" and result["torch"] and result["transformers"] and result["device"]
     assert [r["batch"] for r in result["runs"]] == [1, 4]
-    assert all(r["ours_frames_per_s"] > 0 and r["plain_frames_per_s"] > 0 for r in result["runs"])
-    assert result["batch1_bound_frames_per_s"] > 0 and "batch1_fraction_of_bound" in result
+    for path in ("plain", "eager", "fast"):
+        assert all(r[f"{path}_frames_per_s"] > 0 and r[f"{path}_rtf"] > 0 for r in result["runs"]), path
+        assert result["batch1_fraction_of_bound"][path] > 0
+    assert result["batch1_bound_frames_per_s"] > 0
+    assert result["ttfa"]["streams"] == 4 and 0 < result["ttfa"]["fast"]["p50_s"] <= result["ttfa"]["fast"]["p95_s"]
