@@ -10,7 +10,7 @@ codebook, the token), never the state of a shared generator. A request's frames 
 neighbours, on the batch size or on the order of draws, and the same seed gives the same codes on the same device.
 
 The order of the sampling operations is upstream's (transformers' warpers): temperature, then top-k, then top-p,
-then a draw from the softmax of what is left (as a Gumbel-max over the kept tokens). With temperature 0 the choice
+then a draw from the softmax of what is left (inverse CDF: one counter-based uniform number per codebook). With temperature 0 the choice
 is the argmax, equal to ``HiggsAudioV2ForConditionalGeneration.generate`` (same processors, same order).
 """
 
@@ -173,8 +173,9 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
 def counter_uniform(seed: torch.Tensor, step: torch.Tensor, cells: torch.Tensor, salt: int) -> torch.Tensor:
     """Uniform numbers in (0, 1), one per cell: a hash of (seed, step, cell, salt), independent of anything else.
 
-    ``seed`` ``(n, 2)`` (low and high 32 bits), ``step`` ``(n,)``, ``cells`` int64 ids ``(K, V)`` or
-    ``(n, K, C)`` (codebook * vocabulary + token). 24 random bits each, centred in their interval.
+    ``seed`` ``(n, 2)`` (low and high 32 bits), ``step`` ``(n,)``, ``cells`` int64 ids of two dimensions (the
+    same for every row, e.g. ``(K, 1)``: one number per codebook) or three (``(n, ., .)``, per row); the result
+    is ``(n, ., .)``. 24 random bits each, centred in their interval.
     """
     row = _mix32(seed[:, 0] ^ _mix32(seed[:, 1] ^ salt))
     row = _mix32(row ^ (step & _M32))
@@ -182,8 +183,12 @@ def counter_uniform(seed: torch.Tensor, step: torch.Tensor, cells: torch.Tensor,
     return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
 
 
-def _gumbel(seed: torch.Tensor, step: torch.Tensor, cells: torch.Tensor, salt: int) -> torch.Tensor:
-    return -torch.log(-torch.log(counter_uniform(seed, step, cells, salt)))
+def _draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draws: ``probs`` ``(n, k, c)`` (unnormalised, zeros allowed), ``u`` ``(n, k, 1)`` in (0, 1) ->
+    the index ``(n, k)`` whose cumulative share first passes ``u``. A token of zero probability is never drawn."""
+    cdf = probs.cumsum(dim=-1)
+    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
+    return index.clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 # -- the step ---------------------------------------------------------------------------------------------------
@@ -208,15 +213,15 @@ def choose_frames(logits: torch.Tensor, s: Slots, stream_bos: int, stream_eos: i
     scores = raw.masked_fill(forced[..., None] & (vocab != stream_bos), NEG_INF)
     scores = scores.masked_fill((eos <= 0)[..., None] & (vocab != stream_eos), NEG_INF)
     greedy = torch.argmax(scores, dim=-1)
-    cells = torch.arange(k, device=logits.device)[:, None] * v  # (k, 1): the id of token t of codebook k is cells + t
+    codebooks = torch.arange(k, device=logits.device)[:, None]  # (k, 1): one uniform number per codebook
 
     sampled = s.temperature > 0
     frames = greedy
     if branch_free or bool(sampled.any()):
         scaled = scores / torch.where(sampled, s.temperature, 1.0)[:, None, None]
-        if candidates is None:  # no row ranks: a Gumbel-max over the whole vocabulary
-            noisy = scaled + _gumbel(s.seed, s.step, cells + vocab, _SALT_DRAW)
-            drawn = torch.argmax(noisy, dim=-1)
+        u = counter_uniform(s.seed, s.step, codebooks, _SALT_DRAW)
+        if candidates is None:  # no row ranks: a draw from the softmax of the whole vocabulary
+            drawn = _draw(scaled.softmax(dim=-1), u)
         else:
             values, tokens = torch.topk(scaled, candidates, dim=-1)  # (n, k, c), best first
             # top-k: keep what scores at least the k-th best (ties with it too, as transformers does)
@@ -228,9 +233,7 @@ def choose_frames(logits: torch.Tensor, s: Slots, stream_bos: int, stream_eos: i
             rising = shares.flip(-1).cumsum(dim=-1).flip(-1)
             drop = (rising <= (1 - s.top_p)[:, None, None]) & (s.top_p < 1.0)[:, None, None]
             drop[..., 0] = False
-            keep = keep & ~drop
-            noisy = values.masked_fill(~keep, NEG_INF) + _gumbel(s.seed, s.step, cells + tokens, _SALT_DRAW)
-            drawn = tokens.gather(-1, noisy.argmax(dim=-1, keepdim=True)).squeeze(-1)
+            drawn = tokens.gather(-1, _draw(shares.masked_fill(drop, 0.0), u)[..., None]).squeeze(-1)
         frames = torch.where(sampled[:, None], drawn, greedy)
 
     # repetition-aware sampling: a codebook whose token already fills ras_max of the row's last ras_win frames
@@ -242,11 +245,11 @@ def choose_frames(logits: torch.Tensor, s: Slots, stream_bos: int, stream_eos: i
     same = (hist == frames[:, None, :]) & (hist != stream_bos) & (hist != stream_eos) & in_window[..., None]
     redo = (s.ras_win > 0)[:, None] & (same.sum(dim=1) >= s.ras_max[:, None])
     if branch_free:
-        redrawn = torch.argmax(raw + _gumbel(s.seed, s.step, cells + vocab, _SALT_RAS), dim=-1)
+        redrawn = _draw(raw.softmax(dim=-1), counter_uniform(s.seed, s.step, codebooks, _SALT_RAS))
         frames = torch.where(redo, redrawn, frames)
     elif bool(redo.any()):  # the host may look: redraw only the rows that need it
         again = redo.any(dim=-1).nonzero().squeeze(-1)
-        redrawn = torch.argmax(raw[again] + _gumbel(s.seed[again], s.step[again], cells + vocab, _SALT_RAS), dim=-1)
+        redrawn = _draw(raw[again].softmax(dim=-1), counter_uniform(s.seed[again], s.step[again], codebooks, _SALT_RAS))
         frames = frames.clone()
         frames[again] = torch.where(redo[again], redrawn, frames[again])
 
