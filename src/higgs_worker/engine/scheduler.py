@@ -365,8 +365,9 @@ class Scheduler:
         if not self._take(row, first):
             self._remove(row)
 
-    def _take(self, row: _Row, frame: torch.Tensor) -> bool:
-        """Record the row's next frame; False when the row has finished."""
+    def _take(self, row: _Row, frame: torch.Tensor, at_eos: bool | None = None) -> bool:
+        """Record the row's next frame (``at_eos``: whether it is all stream EOS, if known); False when the row
+        has finished."""
         row.steps += 1
         job = row.job
         job.frames.append(frame)
@@ -374,7 +375,9 @@ class Scheduler:
             job.first_frame_s = time.perf_counter() - job.started
         if job.on_frame is not None:
             job.on_frame(frame)
-        if job.stop_at_eos and bool((frame == self.stream_eos).all()):
+        if at_eos is None:
+            at_eos = bool((frame == self.stream_eos).all())
+        if job.stop_at_eos and at_eos:
             job.ended_at_eos = True
             self._finish(row)
             return False
@@ -409,11 +412,12 @@ class Scheduler:
         if self.on_step is not None:
             self.on_step(n)
         finished = []
+        at_eos = (frames == self.stream_eos).all(dim=1).tolist()  # once for the batch, not per row
         for i, row in enumerate(rows):
             if i in failed:
                 continue
             row.length += 1
-            if not self._take(row, frames[i]):
+            if not self._take(row, frames[i], at_eos[i]):
                 finished.append(row)
         for i in failed:
             self._finish(rows[i], error=MemoryError(f"out of accelerator memory even alone (context {rows[i].length} "
