@@ -34,7 +34,9 @@ def inputs(engine):
 
 @pytest.fixture(scope="module")
 def schedulers(engine):
-    made = {"eager": Scheduler(engine.model, max_batch=16), "fast": Scheduler(engine.model, max_batch=16, fast=True)}
+    made = {"eager": Scheduler(engine.model, max_batch=16), "fast": Scheduler(engine.model, max_batch=16, fast=True),
+            "fixed": Scheduler(engine.model, max_batch=16, fast=True)}
+    made["fixed"].static.fixed_shapes = True  # what a GPU captures, run eagerly: bucketed span, mask, full ranking
     yield made
     for s in made.values():
         s.close()
@@ -47,12 +49,13 @@ def test_buckets_and_spans():
     assert span_for(1000, 512) == 512  # never past the cache
 
 
-def test_greedy_fast_path_equals_generate_alone(engine, inputs, schedulers):
+@pytest.mark.parametrize("path", ["fast", "fixed"])
+def test_greedy_fast_path_equals_generate_alone(engine, inputs, schedulers, path):
     with torch.inference_mode():
         out = engine.model.generate(**inputs[0], do_sample=False, max_new_tokens=24, eos_token_id=None,
                                     return_dict_in_generate=True)
     reference = out.audio_sequences[0]
-    fast = run(schedulers["fast"], [job(inputs[0])])[0]
+    fast = run(schedulers[path], [job(inputs[0])])[0]
     assert torch.equal(fast, reference[: fast.shape[0]].to(fast.dtype)) and fast.shape[0] == 24
 
 
@@ -60,9 +63,10 @@ def test_greedy_fast_path_equals_generate_alone(engine, inputs, schedulers):
 def test_greedy_fast_path_equals_eager_in_every_bucket(inputs, schedulers, batch):
     # 3, 5 and 13 rows pad up to buckets of 4, 8 and 16: the padding rows must change nothing
     eager = run(schedulers["eager"], [job(inputs[i]) for i in range(batch)])
-    fast = run(schedulers["fast"], [job(inputs[i]) for i in range(batch)])
-    for a, b in zip(eager, fast, strict=True):
-        assert torch.equal(a, b)
+    for path in ("fast", "fixed"):
+        fast = run(schedulers[path], [job(inputs[i]) for i in range(batch)])
+        for a, b in zip(eager, fast, strict=True):
+            assert torch.equal(a, b), path
 
 
 def test_seeded_sampling_same_across_buckets_neighbours_and_paths(inputs, schedulers):
@@ -74,7 +78,9 @@ def test_seeded_sampling_same_across_buckets_neighbours_and_paths(inputs, schedu
     among_eleven = run(schedulers["fast"], [sampled(i, 60 + i) for i in range(1, 6)] + [sampled(0, 11)]
                        + [sampled(i, 70 + i) for i in range(6, 11)])[5]
     eager = run(schedulers["eager"], [sampled(0, 11), sampled(2, 5)])[0]
+    fixed = run(schedulers["fixed"], [sampled(3, 1), sampled(0, 11), sampled(2, 5)])[1]
     assert torch.equal(alone, among_four) and torch.equal(alone, among_eleven) and torch.equal(alone, eager)
+    assert torch.equal(alone, fixed)
     other_seed = run(schedulers["fast"], [sampled(0, 12)])[0]
     assert not torch.equal(alone, other_seed)
 
@@ -82,6 +88,7 @@ def test_seeded_sampling_same_across_buckets_neighbours_and_paths(inputs, schedu
 def test_fast_path_survives_the_cache_growing_mid_request(engine, inputs):
     small = {"eager": Scheduler(engine.model, max_batch=4, capacity=8),
              "fast": Scheduler(engine.model, max_batch=4, capacity=8, fast=True)}
+    small["fast"].static.fixed_shapes = True
     try:
         eager = run(small["eager"], [job(inputs[i], frames=40) for i in range(3)])
         fast = run(small["fast"], [job(inputs[i], frames=40) for i in range(3)])

@@ -402,7 +402,7 @@ class Scheduler:
         lengths = [r.length for r in rows]
         self.cache.ensure(max(lengths) + 1)
         if self.static is not None:
-            chosen = self.static.step(n, max(lengths))
+            chosen = self.static.step(n, lengths)
             failed: list[int] = []
         else:
             chosen, failed = self._eager_step(lengths)

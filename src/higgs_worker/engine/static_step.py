@@ -64,11 +64,12 @@ class _StaticCache:
 
 
 def decode_logits(model, keys: list[torch.Tensor], values: list[torch.Tensor], frames_in: torch.Tensor,
-                  positions: torch.Tensor, rows: int, span: int) -> torch.Tensor:
+                  positions: torch.Tensor, rows: int, span: int, masked: bool = True) -> torch.Tensor:
     """The model's forward for slots ``0:rows`` on fixed shapes: float32 audio logits ``(rows, K * V)``.
 
     Reads ``frames_in`` and ``positions`` (the slots' last frames and write positions), writes each row's key and
     value at its position, attends over the first ``span`` positions (each row sees only its own filled ones).
+    ``masked=False`` only where every row that counts fills exactly ``span`` positions (no mask is then needed).
     """
     base = model.model
     pos = positions[:rows]
@@ -76,7 +77,7 @@ def decode_logits(model, keys: list[torch.Tensor], values: list[torch.Tensor], f
     hidden = base.embed_audio_tokens(frames)
     position_ids = pos[:, None]
     cos_sin = base.rotary_emb(hidden, position_ids)
-    mask = (torch.arange(span, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
+    mask = (torch.arange(span, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :] if masked else None
     cache = _StaticCache(keys, values, pos, rows, span)
     for layer in base.layers[: model.config.num_hidden_layers]:
         hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
@@ -86,11 +87,12 @@ def decode_logits(model, keys: list[torch.Tensor], values: list[torch.Tensor], f
 
 def decode_and_choose(model, keys: list[torch.Tensor], values: list[torch.Tensor], frames_in: torch.Tensor,
                       positions: torch.Tensor, slots: Slots, rows: int, span: int, candidates: int | None,
-                      stream_bos: int, stream_eos: int, branch_free: bool = True) -> tuple[torch.Tensor, Slots]:
+                      stream_bos: int, stream_eos: int, branch_free: bool = True,
+                      masked: bool = True) -> tuple[torch.Tensor, Slots]:
     """One whole decode step of slots ``0:rows`` on fixed shapes: their next frames ``(rows, K)`` and new state.
 
     ``branch_free`` as in :func:`~.sampling.choose_frames`: required for a captured graph; off on the CPU."""
-    logits = decode_logits(model, keys, values, frames_in, positions, rows, span)
+    logits = decode_logits(model, keys, values, frames_in, positions, rows, span, masked)
     return choose_frames(logits, slots, stream_bos, stream_eos, candidates, branch_free=branch_free)
 
 
@@ -109,27 +111,31 @@ class StaticStep:
         self.stream_bos, self.stream_eos = cfg.audio_stream_bos_id, cfg.audio_stream_eos_id
         self.vocab = cfg.codebook_size
         self.branch_free = graphs or frames_in.device.type != "cpu"
+        #: The shapes a captured graph needs (bucketed span, a mask, a whole-vocabulary ranking). Always with
+        #: graphs; settable without them, to run the captured computation eagerly (the CPU tests do).
+        self.fixed_shapes = graphs
         self._captured: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, Slots]]] = {}
         self._captured_for: tuple[int, int] | None = None  # (capacity, id of layer 0's keys) of the graphs
         self._pool = None
         self.captures = 0
 
-    def _run(self, rows: int, span: int, candidates: int | None) -> tuple[torch.Tensor, Slots]:
+    def _run(self, rows: int, span: int, candidates: int | None, masked: bool = True) -> tuple[torch.Tensor, Slots]:
         return decode_and_choose(self.model, self.cache.keys, self.cache.values, self.frames_in, self.positions,
                                  self.state.view(0, rows), rows, span, candidates, self.stream_bos, self.stream_eos,
-                                 self.branch_free)
+                                 self.branch_free, masked)
 
-    def step(self, n: int, max_length: int) -> torch.Tensor:
-        """Decode the first ``n`` slots one step (their state committed); their frames ``(n, K)`` on the device."""
+    def step(self, n: int, lengths: list[int]) -> torch.Tensor:
+        """Decode the first ``n`` slots (filled to ``lengths``) one step, their state committed; their frames
+        ``(n, K)`` on the device."""
         rows = bucket_for(n)
-        span = span_for(max_length, self.cache.capacity)
         candidates = self.state.candidates(n)
-        if self.graphs:
+        if self.fixed_shapes:
+            span = span_for(max(lengths), self.cache.capacity)
             if candidates is not None:
                 candidates = self.vocab  # one ranking shape on the GPU, where sorting a whole vocabulary is cheap
-            frames, new = self._replay(rows, span, candidates)
-        else:
-            frames, new = self._run(rows, span, candidates)
+            frames, new = self._replay(rows, span, candidates) if self.graphs else self._run(rows, span, candidates)
+        else:  # nothing is captured: attend over exactly the keys needed, unmasked when every row needs them all
+            frames, new = self._run(rows, max(lengths) + 1, candidates, masked=len(set(lengths)) > 1)
         self.state.commit(0, n, new)
         self.frames_in[:n] = frames[:n]
         self.positions[:n] += 1
