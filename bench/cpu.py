@@ -11,6 +11,10 @@ the same work), it measures:
 * ``ttfa_ratio``: time to first streamed audio over the time of the whole request (streaming path);
 * ``server_overhead_ms_p50`` / ``_p95``: HTTP wall time per request minus the engine time the server reports,
   through the real server on loopback (tiny model, short requests, so the overhead is what is measured);
+* ``steps``: the decode step itself, eager path against the fast path (fixed shapes), at 1, 8 and 32 rows, on a
+  model of the real depth (28 layers) and tiny width, where a step's time is almost all framework overhead:
+  frames/s, the step's time, the model forward's share, and ``host_ms``, the work per step outside the forward
+  (the frame choice and the bookkeeping of every row); ``--steps-only`` runs this part alone;
 * ``verify_overhead_ratio``: a request with ``verify`` (one attempt: the cost of hearing and scoring each chunk)
   over the same request without it, on the tiny TTS model and the tiny Whisper; ``verify_retry_ratio`` the same
   with the default attempts, which the random weights always spend.
@@ -81,6 +85,73 @@ def streaming_path(engine: Engine, prompt: Prompt, sampling: Sampling, seed: int
     return first or 0.0, time.perf_counter() - start
 
 
+def decode_steps(batches: list[int], frames: int) -> dict:
+    """Per-step cost of the eager and fast decode paths, side by side, on a 28-layer tiny-width random model."""
+    import importlib
+
+    from higgs_worker.engine import static_step
+    from higgs_worker.engine.scheduler import Job, Scheduler
+
+    gpu_bench = importlib.import_module("bench.gpu_bench")
+    model, config = gpu_bench.build_model(True, torch.device("cpu"), torch.float32, layers=28)
+    ids = gpu_bench.prompt_ids(config, 64, "cpu")
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    forward_s = [0.0]
+
+    def timed(fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                forward_s[0] += time.perf_counter() - start
+        return run
+
+    real_logits = static_step.decode_logits
+    static_step.decode_logits = timed(real_logits)  # what the fast step calls for its forward
+    out: dict = {"model": "28 layers, hidden 64, 8 codebooks x 1026 (random)", "frames": frames, "runs": []}
+    try:
+        for batch in batches:
+            row: dict = {"batch": batch}
+            for path in ("eager", "fast"):
+                scheduler = Scheduler(model, max_batch=batch, capacity=64 + frames + 8, fast=path == "fast")
+                scheduler._forward = timed(scheduler._forward)  # the eager step's forward
+                stamps: list[tuple[float, int, float]] = []
+                scheduler.on_step = lambda n, stamps=stamps: stamps.append((time.perf_counter(), n, forward_s[0]))
+                for attempt in range(2):  # the first run warms up
+                    stamps.clear()
+                    jobs = [scheduler.submit(Job(inputs=inputs, temperature=0.3, top_k=50, top_p=0.95, ras_win_len=7,
+                                                 ras_max_repeat=2, max_new_tokens=frames if attempt else 8, seed=i,
+                                                 stop_at_eos=False)) for i in range(batch)]
+                    for job in jobs:
+                        job.done.wait()
+                        if job.error is not None:
+                            raise job.error
+                scheduler.close()
+                # steps where every row was decoding: the time between consecutive step ends, and its forward share
+                full = [(b[0] - a[0], b[2] - a[2]) for a, b in zip(stamps, stamps[1:]) if a[1] == b[1] == batch]
+                step_ms = statistics.median(d for d, _ in full) * 1000
+                forward_ms = statistics.median(f for _, f in full) * 1000
+                row[f"{path}_frames_per_s"] = round(batch * 1000 / step_ms, 1)
+                row[f"{path}_step_ms"] = round(step_ms, 3)
+                row[f"{path}_forward_ms"] = round(forward_ms, 3)
+                row[f"{path}_host_ms"] = round(step_ms - forward_ms, 3)
+            row["fast_over_eager"] = round(row["fast_frames_per_s"] / row["eager_frames_per_s"], 3)
+            out["runs"].append(row)
+    finally:
+        static_step.decode_logits = real_logits
+    return out
+
+
+def print_steps(steps: dict) -> None:
+    print(f"decode steps, {steps['model']}, {steps['frames']} frames per row")
+    print(f"{'rows':>4}  {'path':<5}  {'frames/s':>9}  {'step ms':>8}  {'forward ms':>10}  {'host ms':>8}")
+    for r in steps["runs"]:
+        for path in ("eager", "fast"):
+            print(f"{r['batch']:>4}  {path:<5}  {r[f'{path}_frames_per_s']:>9}  {r[f'{path}_step_ms']:>8}  "
+                  f"{r[f'{path}_forward_ms']:>10}  {r[f'{path}_host_ms']:>8}")
+
+
 def server_overhead(requests: int) -> dict[str, float]:
     """Real server subprocess on loopback with the tiny model; overhead = wall - reported engine time."""
     import httpx
@@ -149,10 +220,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--http-requests", type=int, default=30)
     parser.add_argument("--verify-requests", type=int, default=3)
+    parser.add_argument("--step-batches", default="1,8,32")
+    parser.add_argument("--step-frames", type=int, default=60)
+    parser.add_argument("--steps-only", action="store_true", help="only the eager / fast decode-step comparison")
     parser.add_argument("--model-cache", type=Path,
                         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs-worker"
                         / "bench-model")
     args = parser.parse_args(argv)
+    batches = [int(b) for b in args.step_batches.split(",") if b]
+    if args.steps_only:
+        steps = decode_steps(batches, args.step_frames)
+        results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "steps": steps}
+        print_steps(steps)
+        print(json.dumps(results, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return results
 
     folder = bench_model(args.model_cache)
     loaded = load_model(folder / "model", folder / "tokenizer", "cpu", "float32")
@@ -190,8 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        "machine": machine(),
         "model_parameters": params,
         "frames_per_request": args.frames,
         "requests": len(prompts),
@@ -209,11 +291,19 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(server_overhead(args.http_requests))
     if args.verify_requests > 0:
         results.update(verify_overhead(args.verify_requests))
+    if batches:
+        results["steps"] = decode_steps(batches, args.step_frames)
     print_table(results)
+    if "steps" in results:
+        print_steps(results["steps"])
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 TARGETS = {"batch8_speedup": ">= 3.5", "single_overhead_ratio": "<= 1.05", "ttfa_ratio": "<= 0.15",
@@ -221,7 +311,7 @@ TARGETS = {"batch8_speedup": ">= 3.5", "single_overhead_ratio": "<= 1.05", "ttfa
 
 
 def print_table(results: dict) -> None:
-    rows = [(k, str(v), TARGETS.get(k, "")) for k, v in results.items() if k not in ("date", "machine")]
+    rows = [(k, str(v), TARGETS.get(k, "")) for k, v in results.items() if k not in ("date", "machine", "steps")]
     width = max(len(r[0]) for r in rows)
     print(f"{results['date']}  {results['machine']}")
     print(f"{'metric'.ljust(width)}  {'value':>12}  target")
