@@ -72,3 +72,9 @@ def test_stray_stream_tokens_are_clipped_into_the_codebook():
     assert generated_codes(generated).tolist() == [[1023, 1023, 1023], [4, 5, 6]]
     own = torch.tensor([[10, 10, 10], [11, 10, 10], [0, 10, 10], [11, 5, 10], [11, 11, 6], [11, 11, 11]])
     assert generated_codes(own, bos=10, eos=11).tolist() == [[9, 9, 9], [0, 5, 6]]
+
+
+def test_codes_below_the_codebook_are_clipped_to_zero():
+    # the processor clips to [0, bos - 1] on both sides (``clip(0, audio_stream_bos_id - 1)``)
+    generated = torch.tensor([[B, B, B], [-3, B, B], [4, -1, B], [E, 5, 3], [E, E, 6], [E, E, E]])
+    assert generated_codes(generated).tolist() == [[0, 0, 3], [4, 5, 6]]
