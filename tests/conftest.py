@@ -12,6 +12,12 @@ from higgs_worker import settings as settings_module
 # No test may reach the real hub: anything that forgets its own endpoint hits a closed local port instead.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# One compute thread per process (set before torch loads; servers and commands the tests start inherit it). The
+# tiny model's operations are far too small to gain from a thread pool, and the suite already runs a process per
+# core: with more threads, every operation waits for pool threads that another process holds off the core, which
+# made CPU-bound tests several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HIGGS_SHARED_DIR", REPO.parent / "shared"))
