@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-dev.sh
 # One worker per core (PYTEST_WORKERS overrides); each test file stays on one worker, so a file's server starts once.
-exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
+# Files are handed out in collection order, which tests/conftest.py starts with the slowest files (xdist's own
+# reordering, by test count, would leave the slow files with few tests for the end and one worker idle).
+exec .venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-auto}" --dist loadfile --no-loadscope-reorder "$@"

@@ -24,6 +24,24 @@ SHARED = Path(os.environ.get("HIGGS_SHARED_DIR", REPO.parent / "shared"))
 SHARED_VOICES = SHARED / "voices"
 
 
+# The files that take longest (real processes: servers, workers, load runs, a browser), longest first. Under
+# ``--dist loadfile --no-loadscope-reorder`` (scripts/test.sh) workers take files in this order, so each starts on
+# the long ones and the short files at the end fill the gaps: no worker is left alone with a long file while the
+# other is idle. Other files keep their usual order after these. The order only affects speed, never results.
+SLOW_FILES_FIRST = (
+    "test_redis_store.py", "test_runpod_worker.py", "test_abuse.py", "test_load.py", "test_studio.py",
+    "test_cli.py", "test_faults.py", "test_policies.py", "test_speech_check_server.py", "test_long_form.py",
+    "test_fatal.py", "test_first_run.py", "test_auth_routes.py", "test_text_hygiene_server.py", "test_http.py",
+    "test_hostile_inputs.py", "test_deploy.py", "test_asr_store.py", "test_fitness.py", "test_models.py",
+    "test_prompt_view.py", "test_lb.py", "test_webhooks.py", "test_storage.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
+
+
 def shared_voices_or_skip() -> Path:
     if not (SHARED_VOICES / "belinda.wav").exists():
         pytest.skip(f"the shared voice presets are not beside the project ({SHARED_VOICES} is absent)")
