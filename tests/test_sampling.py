@@ -171,6 +171,54 @@ def test_counter_uniform_is_uniform_and_sees_every_bit_of_the_seed():
     assert torch.equal(per_row, u[:2])  # cells given per row or shared: the same numbers
 
 
+def reference_uniform(seed: int, step: int, cell: int, salt: int) -> float:
+    """The counter-based number as specified, in plain Python integers: a request's audio for a seed must not
+    change between releases or devices, so the hash is part of the contract."""
+    m = 0xFFFFFFFF
+
+    def mix(x: int) -> int:
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & m
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & m
+        return (x >> 16) ^ x
+
+    row = mix((seed & m) ^ mix(((seed >> 32) & m) ^ salt))
+    row = mix(row ^ (step & m))
+    return ((mix(row ^ mix(cell)) >> 9) + 0.5) / (1 << 23)
+
+
+def test_counter_uniform_follows_its_specification_exactly():
+    rng = torch.Generator().manual_seed(0)
+    seeds = [0, 1, 5, 2**32 - 1, 2**32, 2**63 - 1] + torch.randint(0, 2**62, (10,), generator=rng).tolist()
+    steps = [0, 1, 7, 2048] + torch.randint(0, 2**31, (12,), generator=rng).tolist()
+    cells = torch.tensor([[0, 1, 2, 1025], [7, 8200, 65535, 2**20]])
+    salt = 0x3C6EF372
+    seed_t = torch.tensor([[x & 0xFFFFFFFF, x >> 32] for x in seeds])
+    got = counter_uniform(seed_t, torch.tensor(steps), cells, salt)
+    for i, (seed, step) in enumerate(zip(seeds, steps, strict=True)):
+        want = [[reference_uniform(seed, step, int(c), salt) for c in row] for row in cells]
+        assert got[i].tolist() == want, (seed, step)
+
+
+def test_the_unit_interval_is_open_at_both_ends():
+    from higgs_worker.engine.sampling import _unit
+
+    ends = _unit(torch.tensor([0, 2**9 - 1, 2**32 - 1]))
+    assert ends.dtype == torch.float32
+    assert ends.tolist() == [0.5 / 2**23, 0.5 / 2**23, (2**23 - 0.5) / 2**23]
+    assert 0 < float(ends.min()) and float(ends.max()) < 1
+
+
+def test_draws_reach_every_candidate_not_only_the_first_few():
+    # flat logits over the whole vocabulary: the draws must spread over it (tokens far past the codebook count),
+    # both without ranking (top-k off) and among 40 ranked candidates
+    logits = torch.zeros(1, K * V)
+    plain = Batch([RowSettings(temperature=1.0, top_k=0, seed=i) for i in range(16)]).step(logits)
+    assert int(plain.max()) > 100 and len(plain.unique()) > 60
+    ranked = Batch([RowSettings(temperature=1.0, top_k=40, seed=i) for i in range(16)]).step(
+        torch.arange(K * V, dtype=torch.float).view(1, K * V) * 1e-6)  # token t of each codebook ranks V - t
+    assert len(ranked.unique()) > 20 and int(ranked.min()) >= V - 40
+
+
 def test_a_seed_takes_its_high_half_into_account():
     state = SlotState(2, K, V)
     free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))

@@ -175,12 +175,17 @@ def counter_uniform(seed: torch.Tensor, step: torch.Tensor, cells: torch.Tensor,
 
     ``seed`` ``(n, 2)`` (low and high 32 bits), ``step`` ``(n,)``, ``cells`` int64 ids of two dimensions (the
     same for every row, e.g. ``(K, 1)``: one number per codebook) or three (``(n, ., .)``, per row); the result
-    is ``(n, ., .)``. 24 random bits each, centred in their interval.
+    is ``(n, ., .)``. 23 random bits each, centred in their interval.
     """
     row = _mix32(seed[:, 0] ^ _mix32(seed[:, 1] ^ salt))
     row = _mix32(row ^ (step & _M32))
-    bits = _mix32(row[:, None, None] ^ _mix32(cells))
-    return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+    return _unit(_mix32(row[:, None, None] ^ _mix32(cells)))
+
+
+def _unit(bits: torch.Tensor) -> torch.Tensor:
+    """32 random bits to a float32 in (0, 1): the top 23 bits, centred in their interval (exact in float32, so
+    never 0 and never 1)."""
+    return ((bits >> 9).to(torch.float32) + 0.5) * (1.0 / (1 << 23))
 
 
 def _draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
