@@ -106,6 +106,7 @@ def test_the_static_step_compiles_as_one_graph(engine, inputs):
     try:
         run(scheduler, [job(inputs[i], seed=i, temperature=0.8, top_k=40, top_p=0.9, ras=7, frames=6)
                         for i in range(3)])  # leave real state in the slots
+        scheduler.close()  # its thread may still be tidying the slots after the last job ended: let it finish
         s = scheduler.static
         rows, span = 4, span_for(int(scheduler.positions.max()), scheduler.cache.capacity)
         # the step writes the cache at each row's position: run both on copies of the same state
