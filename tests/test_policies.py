@@ -41,9 +41,9 @@ def status(http, job_id: str) -> dict:
 
 
 def test_ttl_forgets_a_finished_job(http):
-    kept = http.post("/run", json={"input": SHORT, "policy": {"ttl": 15_000}}).json()
+    kept = http.post("/run", json={"input": SHORT, "policy": {"ttl": 10_000}}).json()  # the shortest ttl allowed
     plain = http.post("/run", json={"input": SHORT}).json()
-    wait_until(lambda: status(http, kept["id"]).get("status") == "COMPLETED", 15, "the job to complete")
+    wait_until(lambda: status(http, kept["id"]).get("status") == "COMPLETED", 10, "the job to complete")
     wait_until(lambda: http.get(f"/status/{kept['id']}").status_code == 404, 30, "the ttl to pass")
     assert status(http, plain["id"])["status"] == "COMPLETED"  # no ttl: kept for JOB_RETENTION_S
 
