@@ -87,7 +87,12 @@ def test_speed_scales_the_duration_in_every_format(server, fmt):
         assert r.status_code == 200, r.text
         got = duration(r.content, fmt)
         assert abs(got / normal - 1 / speed) < 0.03 / speed + 0.05 / normal, (fmt, speed, got, normal)
-        assert abs(float(r.headers["X-Audio-Duration"]) - got) < 0.06
+        header = float(r.headers["X-Audio-Duration"])
+        if fmt == "aac":  # ADTS AAC decodes with the encoder's 1024 priming samples and its last frame padded to
+            # 1024 samples: 1024 to 2047 samples more than the audio (whether 0.06 s covered it was luck of length)
+            assert 1024 / 24000 - 0.001 < got - header < 2048 / 24000 + 0.001, (speed, got, header)
+        else:
+            assert abs(header - got) < 0.06, (fmt, speed, got, header)
 
 
 def test_speed_in_streams_and_jobs(server):
