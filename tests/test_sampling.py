@@ -500,3 +500,50 @@ def test_branch_free_and_host_branching_steps_choose_the_same_frames():
     assert torch.equal(frames_a, frames_b)
     assert torch.equal(state_a.history, state_b.history) and torch.equal(state_a.step, state_b.step)
     assert len(set(frames_a[:, 1:].flatten().tolist())) > 2  # the sampled rows really drew, and redrew
+
+
+def test_every_slot_tensor_lives_on_the_states_device_with_its_dtype():
+    """On the meta device: a tensor made without the state's device (or with another dtype) shows at once."""
+    state = SlotState(2, K, V, device="meta")
+    dtypes = {"temperature": torch.float32, "top_p": torch.float32, "last_delay": torch.bool}
+    for name in ("temperature", "top_k", "top_p", "seed", "ras_win", "ras_max", "step", "bos", "eos", "last_delay",
+                 "history", "seen"):
+        t = getattr(state.all, name)
+        assert t.device.type == "meta" and t.dtype == dtypes.get(name, torch.long), name
+    state.assign(0, RowSettings(temperature=1.0, top_k=50, ras_win_len=3, seed=3),
+                 DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10)), torch.zeros((2, K), dtype=torch.int32))
+    assert state.all.history.dtype == torch.long
+    for candidates in (64, None):  # every tensor the step makes must be made on the logits' device
+        frames, new = choose_frames(torch.empty(2, K * V, device="meta"), state.view(0, 2), BOS, EOS, candidates)
+        assert frames.device.type == "meta" and frames.shape == (2, K) and new.history.device.type == "meta"
+
+
+def test_the_first_draws_are_those_the_specification_predicts():
+    """Two equally likely tokens: token 1 exactly when the step's number for the codebook is at least 1/2, with
+    steps counted from 0 and the draw's salt, for a seed with both halves set."""
+    from higgs_worker.engine import sampling
+
+    seed = (7 << 32) + 12345
+    r = small([free(temperature=1.0, seed=seed)])
+    logits = logits_of([0.0, 0.0])
+    for step in range(3):
+        frame = r.step(logits)[0].tolist()
+        want = [int(reference_uniform(seed, step, k, sampling._SALT_DRAW) >= 0.5) for k in range(CODEBOOKS)]
+        assert frame == want, step
+
+
+def test_ras_off_never_redraws_even_with_a_limit_of_one():
+    logits = logits_of([-INF, -INF, -INF, 0.0, -INF, 0.1])  # greedy: 5; a redraw could give 3
+    off = small([free(temperature=0.0, ras_win_len=0, ras_max_repeat=1, seed=s) for s in range(16)],
+                histories=[[[5] * CODEBOOKS] * 4] * 16)
+    for _ in range(6):
+        assert off.step(logits).unique().tolist() == [5]
+
+
+def test_a_greedy_row_does_not_hide_the_sampling_rows_after_it():
+    state = SlotState(3, K, V)
+    free_delay = DelayState(bos=torch.full((K,), -1), eos=torch.full((K,), 10**6))
+    for i, s in enumerate((RowSettings(temperature=0.0), RowSettings(temperature=1.0, top_k=300),
+                           RowSettings(temperature=0.0))):
+        state.assign(i, s, free_delay)
+    assert state.candidates(3) == 512
