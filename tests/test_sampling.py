@@ -547,3 +547,15 @@ def test_a_greedy_row_does_not_hide_the_sampling_rows_after_it():
                            RowSettings(temperature=0.0))):
         state.assign(i, s, free_delay)
     assert state.candidates(3) == 512
+
+
+def test_one_rows_stream_eos_does_not_end_its_neighbours_audio():
+    batch = Batch([RowSettings(temperature=0.0), RowSettings(temperature=0.0)])
+    logits = torch.randn(2, K * V)
+    logits.view(2, K, V)[:, :, EOS] = -1e9
+    logits.view(2, K, V)[0, 0, EOS] = 1e9  # row 0's codebook 0 ends its audio; row 1 goes on
+    batch.step(logits)
+    assert batch.state.all.last_delay.tolist() == [True, False]
+    logits.view(2, K, V)[0, 0, EOS] = -1e9
+    second = batch.step(logits)
+    assert int(second[0, 0]) == EOS and not bool((second[1] == EOS).any())
