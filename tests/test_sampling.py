@@ -550,7 +550,8 @@ def test_a_greedy_row_does_not_hide_the_sampling_rows_after_it():
 
 
 def test_one_rows_stream_eos_does_not_end_its_neighbours_audio():
-    batch = Batch([RowSettings(temperature=0.0), RowSettings(temperature=0.0)])
+    delay = DelayState(bos=torch.full((K,), -1), eos=torch.arange(1, K + 1))  # past the start, not yet ending
+    batch = Batch([RowSettings(temperature=0.0), RowSettings(temperature=0.0)], delay=delay)
     logits = torch.randn(2, K * V)
     logits.view(2, K, V)[:, :, EOS] = -1e9
     logits.view(2, K, V)[0, 0, EOS] = 1e9  # row 0's codebook 0 ends its audio; row 1 goes on
