@@ -14,7 +14,8 @@ the same work), it measures:
 * ``steps``: the decode step itself, eager path against the fast path (fixed shapes), at 1, 8 and 32 rows, on a
   model of the real depth (28 layers) and tiny width, where a step's time is almost all framework overhead:
   frames/s, the step's time, the model forward's share, and ``host_ms``, the work per step outside the forward
-  (the frame choice and the bookkeeping of every row); ``--steps-only`` runs this part alone;
+  (the frame choice, which a GPU runs on the device, and the host's bookkeeping of every row, which it does not);
+  ``--steps-only`` runs this part alone;
 * ``verify_overhead_ratio``: a request with ``verify`` (one attempt: the cost of hearing and scoring each chunk)
   over the same request without it, on the tiny TTS model and the tiny Whisper; ``verify_retry_ratio`` the same
   with the default attempts, which the random weights always spend.
@@ -89,6 +90,7 @@ def decode_steps(batches: list[int], frames: int) -> dict:
     """Per-step cost of the eager and fast decode paths, side by side, on a 28-layer tiny-width random model."""
     import importlib
 
+    from higgs_worker.engine import scheduler as scheduler_module
     from higgs_worker.engine import static_step
     from higgs_worker.engine.scheduler import Job, Scheduler
 
@@ -97,19 +99,24 @@ def decode_steps(batches: list[int], frames: int) -> dict:
     ids = gpu_bench.prompt_ids(config, 64, "cpu")
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     forward_s = [0.0]
+    choose_s = [0.0]
 
-    def timed(fn):
+    def timed(fn, into=forward_s):
         def run(*args, **kwargs):
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                forward_s[0] += time.perf_counter() - start
+                into[0] += time.perf_counter() - start
         return run
 
-    real_logits = static_step.decode_logits
+    real_logits, real_choose = static_step.decode_logits, scheduler_module.choose_frames
     static_step.decode_logits = timed(real_logits)  # what the fast step calls for its forward
-    out: dict = {"model": "28 layers, hidden 64, 8 codebooks x 1026 (random)", "frames": frames, "runs": []}
+    static_step.choose_frames = scheduler_module.choose_frames = timed(real_choose, choose_s)  # the frame choice
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny widths gain nothing from a second thread, and lose much when cores are busy
+    out: dict = {"model": "28 layers, hidden 64, 8 codebooks x 1026 (random)", "frames": frames, "threads": 1,
+                 "runs": []}
     try:
         for batch in batches:
             row: dict = {"batch": batch}
@@ -117,7 +124,8 @@ def decode_steps(batches: list[int], frames: int) -> dict:
                 scheduler = Scheduler(model, max_batch=batch, capacity=64 + frames + 8, fast=path == "fast")
                 scheduler._forward = timed(scheduler._forward)  # the eager step's forward
                 stamps: list[tuple[float, int, float]] = []
-                scheduler.on_step = lambda n, stamps=stamps: stamps.append((time.perf_counter(), n, forward_s[0]))
+                scheduler.on_step = lambda n, stamps=stamps: stamps.append((time.perf_counter(), n, forward_s[0],
+                                                                            choose_s[0]))
                 for attempt in range(2):  # the first run warms up
                     stamps.clear()
                     jobs = [scheduler.submit(Job(inputs=inputs, temperature=0.3, top_k=50, top_p=0.95, ras_win_len=7,
@@ -129,27 +137,35 @@ def decode_steps(batches: list[int], frames: int) -> dict:
                             raise job.error
                 scheduler.close()
                 # steps where every row was decoding: the time between consecutive step ends, and its forward share
-                full = [(b[0] - a[0], b[2] - a[2]) for a, b in zip(stamps, stamps[1:]) if a[1] == b[1] == batch]
-                step_ms = statistics.median(d for d, _ in full) * 1000
-                forward_ms = statistics.median(f for _, f in full) * 1000
+                full = [(b[0] - a[0], b[2] - a[2], b[3] - a[3]) for a, b in zip(stamps, stamps[1:])
+                        if a[1] == b[1] == batch]
+                step_ms = statistics.median(d for d, _, _ in full) * 1000
+                forward_ms = statistics.median(f for _, f, _ in full) * 1000
+                choose_ms = statistics.median(c for _, _, c in full) * 1000
                 row[f"{path}_frames_per_s"] = round(batch * 1000 / step_ms, 1)
                 row[f"{path}_step_ms"] = round(step_ms, 3)
                 row[f"{path}_forward_ms"] = round(forward_ms, 3)
                 row[f"{path}_host_ms"] = round(step_ms - forward_ms, 3)
+                row[f"{path}_choose_ms"] = round(choose_ms, 3)  # of which the frame choice (on a GPU: device work)
+                row[f"{path}_bookkeeping_ms"] = round(step_ms - forward_ms - choose_ms, 3)
             row["fast_over_eager"] = round(row["fast_frames_per_s"] / row["eager_frames_per_s"], 3)
             out["runs"].append(row)
     finally:
         static_step.decode_logits = real_logits
+        static_step.choose_frames = scheduler_module.choose_frames = real_choose
+        torch.set_num_threads(threads)
     return out
 
 
 def print_steps(steps: dict) -> None:
     print(f"decode steps, {steps['model']}, {steps['frames']} frames per row")
-    print(f"{'rows':>4}  {'path':<5}  {'frames/s':>9}  {'step ms':>8}  {'forward ms':>10}  {'host ms':>8}")
+    print(f"{'rows':>4}  {'path':<5}  {'frames/s':>9}  {'step ms':>8}  {'forward ms':>10}  {'host ms':>8}  "
+          f"{'choice ms':>9}  {'bookkeeping ms':>14}")
     for r in steps["runs"]:
         for path in ("eager", "fast"):
             print(f"{r['batch']:>4}  {path:<5}  {r[f'{path}_frames_per_s']:>9}  {r[f'{path}_step_ms']:>8}  "
-                  f"{r[f'{path}_forward_ms']:>10}  {r[f'{path}_host_ms']:>8}")
+                  f"{r[f'{path}_forward_ms']:>10}  {r[f'{path}_host_ms']:>8}  {r[f'{path}_choose_ms']:>9}  "
+                  f"{r[f'{path}_bookkeeping_ms']:>14}")
 
 
 def server_overhead(requests: int) -> dict[str, float]:
