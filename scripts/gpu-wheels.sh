@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-main=(transformers pydantic pydantic-core pydantic-settings python-dotenv typing-inspection annotated-types)
+main=(transformers pydantic pydantic-core pydantic-settings python-dotenv typing-inspection annotated-types typing-extensions)
 fallback=(tokenizers huggingface-hub safetensors regex)
 python="${PYTHON:-python3}"
 

@@ -146,3 +146,24 @@ def test_decode_path_setting_builds_the_fast_engine_with_the_same_speech(tiny_mo
         fast.close()
     with pytest.raises(ValueError, match="decode_path"):
         Settings(decode_path="graphs")
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_cancelling_a_row_after_the_cache_grew_leaves_the_others_running(engine, inputs, fast):
+    """The grown cache's tensors are inference tensors: closing the cancelled row's hole must still work."""
+    import threading
+
+    scheduler = Scheduler(engine.model, max_batch=4, capacity=8, fast=fast)
+    cancel = threading.Event()
+    try:
+        doomed = job(inputs[0], frames=60)
+        doomed.cancel = cancel
+        doomed.on_frame = lambda frame: cancel.set() if len(doomed.frames) == 3 else None
+        other = job(inputs[1], frames=30)
+        scheduler.submit(doomed)
+        scheduler.submit(other)
+        assert doomed.done.wait(60) and other.done.wait(60)
+    finally:
+        scheduler.close()
+    assert scheduler.cache.capacity > 8 and doomed.cancelled
+    assert other.error is None and len(other.frames) == 30

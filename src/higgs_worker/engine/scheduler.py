@@ -386,6 +386,7 @@ class Scheduler:
             return False
         return True
 
+    @torch.inference_mode()  # closing the hole writes the cache, whose tensors are inference tensors once grown
     def _drop_cancelled(self) -> None:
         for row in [r for r in self.rows if r.job.cancel is not None and r.job.cancel.is_set()]:
             row.job.cancelled = True

@@ -145,6 +145,7 @@ class StaticStep:
         layout = (self.cache.capacity, id(self.cache.keys[0]))
         if layout != self._captured_for:  # the cache grew: its tensors moved, so the graphs point at freed memory
             self._captured.clear()
+            self._pool = None  # and their memory pool goes with them: the next capture starts a new one
             self._captured_for = layout
         key = (rows, span, candidates)
         entry = self._captured.get(key)
@@ -163,7 +164,8 @@ class StaticStep:
                 fn()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread-local: request threads (the codec, reference encoding) may use the device during a capture
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             outputs = fn()
         self._pool = graph.pool()
         self.captures += 1
