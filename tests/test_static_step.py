@@ -167,3 +167,54 @@ def test_cancelling_a_row_after_the_cache_grew_leaves_the_others_running(engine,
         scheduler.close()
     assert scheduler.cache.capacity > 8 and doomed.cancelled
     assert other.error is None and len(other.frames) == 30
+
+
+class ReplayedOnTheCpu:
+    """Stands in for ``torch.cuda.CUDAGraph`` on the CPU: replay recomputes the captured step and writes the
+    results into the tensors the capture returned, as a graph replay does, so the scheduler must read them there."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.outputs = fn()
+        self.replays = 0
+
+    def replay(self):
+        frames, new = self.fn()
+        self.outputs[0].copy_(frames)
+        for name in ("step", "bos", "eos", "last_delay", "history", "seen"):
+            getattr(self.outputs[1], name).copy_(getattr(new, name))
+        self.replays += 1
+
+
+def test_the_graph_path_replays_captured_steps_and_captures_again_when_the_cache_grows(engine, inputs, monkeypatch):
+    from higgs_worker.engine.static_step import StaticStep
+
+    graphs: list[ReplayedOnTheCpu] = []
+
+    def capture(self, key, fn):
+        graph = ReplayedOnTheCpu(fn)
+        graphs.append(graph)
+        self.captures += 1
+        return graph, graph.outputs
+
+    monkeypatch.setattr(StaticStep, "_capture", capture)
+    eager = Scheduler(engine.model, max_batch=4, capacity=8)
+    replayed = Scheduler(engine.model, max_batch=4, capacity=8, fast=True, graphs=True)
+    try:
+        assert replayed.static.fixed_shapes and replayed.static.branch_free
+        sampled = dict(temperature=0.9, top_k=40, top_p=0.9, ras=7)
+        want = run(eager, [job(inputs[i], seed=i, frames=40 - 5 * i, **sampled) for i in range(3)])
+        got = run(replayed, [job(inputs[i], seed=i, frames=40 - 5 * i, **sampled) for i in range(3)])
+        captures_before_growth = replayed.static.captures
+        # greedy for the long run: a sampled one may part ways where a draw falls within rounding of a boundary,
+        # as the padded, masked attention of the fixed shapes rounds differently from the exact span
+        longer = run(replayed, [job(inputs[0], seed=0, frames=200, ras=7)])[0]
+        alone = run(eager, [job(inputs[0], seed=0, frames=200, ras=7)])[0]
+    finally:
+        eager.close()
+        replayed.close()
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(longer, alone), (longer != alone).any(-1).nonzero().flatten().tolist()[:5]
+    assert sum(g.replays for g in graphs) > 100  # the steps really came from replays
+    assert replayed.static.captures > captures_before_growth  # a longer context and a grown cache: new shapes

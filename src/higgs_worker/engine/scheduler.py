@@ -407,7 +407,7 @@ class Scheduler:
             failed: list[int] = []
         else:
             chosen, failed = self._eager_step(lengths)
-        frames = chosen.cpu()  # the step's one host sync
+        frames = chosen.to("cpu", copy=True)  # the one host sync; a copy, as a replayed graph reuses its output
         self.steps += 1
         self.batch_sizes.append(n)
         if self.on_step is not None:
