@@ -175,10 +175,12 @@ class Engine:
         return self.decode(codes)
 
     def decode_batch(self, codes: torch.Tensor) -> list[np.ndarray]:
-        """Plain codes of one length ``(B, frames, codebooks)`` to B waveforms, in one codec call."""
+        """Plain codes of one length ``(B, frames, codebooks)`` to B float32 24 kHz waveforms, in one codec call."""
         frames = codes.shape[1]
-        if frames < MIN_DECODE_FRAMES:
-            return [self.decode(c) for c in codes]
+        if frames == 0:
+            return [np.zeros(0, dtype=np.float32) for _ in codes]
+        if frames < MIN_DECODE_FRAMES:  # the codec's first convolution needs a few frames: pad, then trim
+            codes = torch.cat([codes, codes[:, -1:].expand(-1, MIN_DECODE_FRAMES - frames, -1)], dim=1)
         codec = self.processor.audio_tokenizer
         with self._codec_lock, torch.inference_mode():
             try:
@@ -187,22 +189,8 @@ class Engine:
                 self._codec_failed(exc)
                 raise
         hop = self.sample_rate // self.frame_rate
-        audio = audio.reshape(codes.shape[0], -1)[:, : frames * hop].float().cpu().numpy()
-        return list(audio)
+        return list(audio.reshape(codes.shape[0], -1)[:, : frames * hop].float().cpu().numpy())
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         """Plain codes ``(frames, codebooks)`` to a float32 24 kHz waveform."""
-        frames = codes.shape[0]
-        if frames == 0:
-            return np.zeros(0, dtype=np.float32)
-        if frames < MIN_DECODE_FRAMES:  # the codec's first convolution needs a few frames: pad, then trim
-            codes = torch.cat([codes, codes[-1:].expand(MIN_DECODE_FRAMES - frames, -1)])
-        codec = self.processor.audio_tokenizer
-        with self._codec_lock, torch.inference_mode():
-            try:
-                audio = codec.decode(codes.transpose(0, 1)[None].to(self.loaded.device)).audio_values
-            except RuntimeError as exc:
-                self._codec_failed(exc)
-                raise
-        hop = self.sample_rate // self.frame_rate
-        return audio.reshape(-1)[: frames * hop].float().cpu().numpy()
+        return self.decode_batch(codes[None])[0]

@@ -102,6 +102,7 @@ class SlotState:
                          history=torch.full((slots, window, k), -1, **z),
                          seen=torch.zeros(slots, dtype=torch.long, **z))
         self.settings: list[RowSettings | None] = [None] * slots  # host copies, to pick a step's candidate count
+        self._candidates: dict[int, int | None] = {}  # candidates(n), kept until a slot's settings change
 
     def assign(self, slot: int, settings: RowSettings, delay: DelayState,
                history: torch.Tensor | None = None) -> None:
@@ -126,6 +127,7 @@ class SlotState:
             s.history[slot, self.window - count:] = recent.to(s.history.device, torch.long)
         s.seen[slot] = count
         self.settings[slot] = settings
+        self._candidates.clear()
 
     def move(self, src: int, dst: int) -> None:
         """Slot ``src``'s request now lives in slot ``dst`` (the batch closes a hole)."""
@@ -134,6 +136,7 @@ class SlotState:
             t[dst] = t[src]
         self.settings[dst] = self.settings[src]
         self.settings[src] = None
+        self._candidates.clear()
 
     def view(self, start: int, stop: int) -> Slots:
         """Slots ``start:stop`` (views: writes go to the state)."""
@@ -145,8 +148,12 @@ class SlotState:
             getattr(self.all, name)[start:stop].copy_(getattr(new, name)[: stop - start])
 
     def candidates(self, n: int) -> int | None:
-        """How many best tokens per codebook this step must rank for its first ``n`` rows (``None``: none)."""
-        return self.candidates_of(self.settings[:n])
+        """How many best tokens per codebook this step must rank for its first ``n`` rows (``None``: none).
+
+        Asked every decode step; worked out again only after a slot's settings changed."""
+        if n not in self._candidates:
+            self._candidates[n] = self.candidates_of(self.settings[:n])
+        return self._candidates[n]
 
     def candidates_of(self, rows: list[RowSettings | None]) -> int | None:
         """How many best tokens per codebook a step must rank for these rows (``None``: no row ranks)."""
