@@ -63,3 +63,20 @@ def test_parser_knows_the_commands():
     parser = build_parser()
     assert parser.parse_args(["make-tiny-model", "x"]).command == "make-tiny-model"
     assert parser.parse_args(["synth", "--text", "a", "--out", "b"]).command == "synth"
+
+
+def test_a_bad_setting_is_named_in_one_line_without_its_value_or_a_traceback():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "DECODE_PATH": "graphs", "MAX_BATCH_SIZE": "0", "API_KEYS": "sk-secret-value-123"}
+    proc = subprocess.run([sys.executable, "-m", "higgs_worker.cli", "settings"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert "invalid setting DECODE_PATH: Input should be 'eager' or 'fast'" in lines
+    assert any(line.startswith("invalid setting MAX_BATCH_SIZE: ") and "1" in line for line in lines)
+    assert "Traceback" not in proc.stderr and "graphs" not in proc.stderr and "sk-secret" not in proc.stderr

@@ -307,7 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().error(f"unrecognized arguments: {' '.join(unknown)}")
         args.runpod_args = unknown
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    from pydantic import ValidationError
+
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # one line per bad variable, named as it is set; never the value (it may be a secret)
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
