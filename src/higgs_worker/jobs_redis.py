@@ -81,7 +81,10 @@ local function finish(id, status, output, err, retention_ms, retain_max, retain_
   redis.call('HSET', J, 'size', size)
   redis.call('HSET', P .. 'sizes', id, size)
   redis.call('HINCRBY', P .. 'stats', 'bytes', size)
-  redis.call('ZADD', P .. 'finished', now, id)
+  -- Ends keep their order even within one millisecond: the eviction below takes the oldest end first.
+  local rank = math.max(now, tonumber(redis.call('GET', P .. 'finished_last') or '0') + 1 / 1024)
+  redis.call('SET', P .. 'finished_last', rank)
+  redis.call('ZADD', P .. 'finished', rank, id)
   local until_ms = now + retention_ms
   local expires = tonumber(redis.call('HGET', J, 'expires') or '0')
   if expires > 0 and expires < until_ms then until_ms = expires end
