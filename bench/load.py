@@ -64,6 +64,14 @@ class Client(threading.Thread):
         super().__init__(daemon=True)
         self.base, self.rng, self.until = base, random.Random(seed), until
         self.stats, self.jobs, self.errors = stats, jobs, errors
+        self._deck: list[str] = []
+
+    def next_kind(self, kinds: list[str]) -> str:
+        """The kinds dealt from a shuffled deck: every kind comes once in each run of ``len(kinds)`` requests, so a
+        short run still covers them all, in an order that differs from client to client."""
+        if not self._deck:
+            self._deck = self.rng.sample(kinds, len(kinds))
+        return self._deck.pop()
 
     def speech(self, client: httpx.Client, **extra) -> dict:
         fmt = self.rng.choice(FORMATS)
@@ -74,7 +82,7 @@ class Client(threading.Thread):
     def run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=120) as client:
             while time.monotonic() < self.until:
-                kind = self.rng.choice(["whole", "whole", "stream", "sse", "job", "cancel", "drop", "bad"])
+                kind = self.next_kind(["whole", "whole", "stream", "sse", "job", "cancel", "drop", "bad"])
                 try:
                     getattr(self, kind)(client)
                 except Exception as exc:  # noqa: BLE001 - recorded, the loop goes on
@@ -156,7 +164,7 @@ class Attacker(Client):
         self.flac = silent_flac(150, declared_total=0)  # a few KB that decode to hundreds of MB at full rate
         with httpx.Client(base_url=self.base, timeout=120) as client:
             while time.monotonic() < self.until:
-                kind = self.rng.choice(["hostile_ref", "hostile_upload", "stall", "junk_job", "upload_race"])
+                kind = self.next_kind(["hostile_ref", "hostile_upload", "stall", "junk_job", "upload_race"])
                 try:
                     getattr(self, kind)(client)
                 except Exception as exc:  # noqa: BLE001 - recorded, the loop goes on
@@ -358,15 +366,25 @@ def job_throughput(urls: list[str], clients: int, duration: float) -> dict:
             "jobs_by_replica": sorted(workers.values(), reverse=True)}
 
 
-def run_replicas(replicas: int, clients: int, duration: float, redis_server: str) -> dict:
+def tiny_model(tmp: str, given: Path | None) -> Path:
+    """The tiny-model folder (``model/`` and ``tokenizer/``): the one given, or a fresh one made here."""
+    if given is not None:
+        if not (given / "model").is_dir() or not (given / "tokenizer").is_dir():
+            raise SystemExit(f"--model {given}: expected a folder made by 'higgs-worker make-tiny-model'")
+        return given
+    from higgs_worker.engine.tiny import make_tiny_model
+
+    return make_tiny_model(Path(tmp) / "tiny", seed=0)
+
+
+def run_replicas(replicas: int, clients: int, duration: float, redis_server: str,
+                 model_dir: Path | None = None) -> dict:
     """One replica, then ``replicas`` on one Redis job store (tiny model, loopback)."""
     import shutil
     import subprocess
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import Server, free_port, wait_until
-
-    from higgs_worker.engine.tiny import make_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -376,7 +394,7 @@ def run_replicas(replicas: int, clients: int, duration: float, redis_server: str
         servers: list = []
         try:
             wait_until(lambda: _redis_up(port), 20, "redis-server", redis_proc)
-            model = make_tiny_model(Path(tmp) / "tiny", seed=0)
+            model = tiny_model(tmp, model_dir)
             env = {"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
                    "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
                    "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",
@@ -426,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--abuse", type=int, default=0, help="attackers beside the normal clients")
     parser.add_argument("--url")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path,
+                        help="a tiny-model folder from 'higgs-worker make-tiny-model' (default: one made afresh)")
     parser.add_argument("--replicas", type=int, default=1,
                         help="with --redis: queued-job throughput of this many replicas against one")
     parser.add_argument("--redis", action="store_true",
@@ -441,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--redis needs redis-server (apt-get install redis-server)")
         if args.url or args.abuse:
             parser.error("--redis starts its own servers: no --url or --abuse with it")
-        result = run_replicas(max(args.replicas, 1), args.clients, args.duration, redis_server)
+        result = run_replicas(max(args.replicas, 1), args.clients, args.duration, redis_server, args.model)
     elif args.url:
         if not httpx.URL(args.url).host.startswith("127."):
             parser.error("--url must be a loopback address")
@@ -450,10 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from servers import Server
 
-        from higgs_worker.engine.tiny import make_tiny_model
-
         with tempfile.TemporaryDirectory() as tmp:
-            model = make_tiny_model(Path(tmp) / "tiny", seed=0)
+            model = tiny_model(tmp, args.model)
             server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
                              "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
                              "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",

@@ -95,7 +95,8 @@ def test_hostile_references_do_not_raise_peak_memory(server, http):
         uploads += list(pool.map(lambda i: upload(http, f"hostile{i}", unknown_length), range(6)))
     rise = peak_rss(server.proc.pid) - before
 
-    assert rise <= 64 * MB, f"peak memory rose by {rise / MB:.0f} MB"
+    # One unbounded decode of that clip alone is 315 MB; bounded decoding, six at once, stays far below this.
+    assert rise <= 128 * MB, f"peak memory rose by {rise / MB:.0f} MB"
     for job in jobs:
         assert job["status"] == "FAILED" and "MAX_REF_AUDIO_SECONDS" in job["error"], job
     for refused in uploads:

@@ -7,21 +7,23 @@ import sys
 from conftest import REPO
 
 
-def test_small_load_run_loses_nothing(tmp_path):
+def test_small_load_run_loses_nothing(tmp_path, tiny_model_dir):
     out = tmp_path / "load.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.load", "--clients", "3", "--duration", "10", "--json",
-                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench.load", "--clients", "3", "--duration", "6", "--json",
+                           str(out), "--model", str(tiny_model_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     result = json.loads(out.read_text())
     assert proc.returncode == 0, result
     assert result["lost_jobs"] == 0 and result["client_errors"] == 0 and result["server_alive"]
     assert result["requests"] > 20 and set(result["by_kind"]) >= {"whole", "stream", "sse", "job", "cancel", "bad"}
 
 
-def test_small_abuse_run_keeps_every_slot_and_job(tmp_path):
+def test_small_abuse_run_keeps_every_slot_and_job(tmp_path, tiny_model_dir):
     """Hostile references, never-read streams, junk jobs and upload races beside normal traffic."""
     out = tmp_path / "abuse.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.load", "--clients", "2", "--abuse", "2", "--duration", "12",
-                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench.load", "--clients", "2", "--abuse", "2", "--duration", "8",
+                           "--json", str(out), "--model", str(tiny_model_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     result = json.loads(out.read_text())
     assert result["lost_jobs"] == 0 and result["client_errors"] == 0, result["first_errors"]
     assert result["slot_availability"] >= 0.9 and result["server_alive"]

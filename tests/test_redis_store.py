@@ -373,12 +373,13 @@ def test_two_replicas_share_jobs_spread_them_survive_a_kill_and_a_redis_restart(
                           "a job after the restart")
 
 
-def test_bench_replicas_reports_throughput_and_no_lost_jobs(tmp_path):
+def test_bench_replicas_reports_throughput_and_no_lost_jobs(tmp_path, tiny_model_dir):
     _need_redis()
     from bench.load import main
 
     out = tmp_path / "bench.json"
-    assert main(["--replicas", "2", "--redis", "--clients", "2", "--duration", "4", "--json", str(out)]) == 0
+    assert main(["--replicas", "2", "--redis", "--clients", "2", "--duration", "4", "--json", str(out),
+                 "--model", str(tiny_model_dir)]) == 0
     result = json.loads(out.read_text())
     assert result["lost_jobs"] == 0 and result["jobs_per_s_one"] > 0 and result["jobs_per_s_2"] > 0
     assert len(result["jobs_by_replica"]) == 2

@@ -216,7 +216,10 @@ def test_whole_file_and_again_with_this_seed(studio):
 
 def test_stop_ends_the_generation(studio, server):
     page = studio.page
-    studio.quick(**{"Max new tokens": "2000", "Chunking": "none"})  # long enough to be stopped
+    # Long enough to be stopped on any machine: a chunk's speech ends where the random model samples its end, so
+    # one chunk can be short (a single short chunk once ended before the click); fifty chunks cannot.
+    studio.label("Text").fill("Stop me if you can. " * 30)
+    studio.quick(**{"Max new tokens": "200", "Chunking": "word", "Words per chunk": "3"})
     studio.button("Generate").click()
     page.wait_for_function("() => /received/.test(document.querySelector('#progress').textContent)")
     studio.button("Stop").click()
