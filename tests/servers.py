@@ -15,6 +15,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
+import prefork
+
 
 class LoopbackHTTPServer:
     """A threaded HTTP server on 127.0.0.1 (a free port) for the length of a ``with`` block."""
@@ -60,6 +62,18 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition", proc: sub
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def start_cli(args: list[str], env: dict[str, str], cwd: Path, log) -> "subprocess.Popen | prefork.ForkedProcess":
+    """``python -m higgs_worker.cli ARGS`` with its output in the open file ``log``: forked from the prefork parent
+    when the environment allows (see ``prefork.py``: the same process, without importing PyTorch again), else a
+    fresh interpreter."""
+    parent = prefork.parent()
+    if parent is not None and parent.can_fork(env):
+        log.flush()
+        return parent.spawn("higgs_worker.cli", args, env, cwd, Path(log.name))
+    return subprocess.Popen([sys.executable, "-m", "higgs_worker.cli", *args], env=env, cwd=cwd, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
 class Server:
     """``higgs-worker serve`` in a subprocess on 127.0.0.1."""
 
@@ -72,9 +86,8 @@ class Server:
         full_env["PYTHONUNBUFFERED"] = "1"
         self.log = cwd / f"server-{self.port}.out"
         self._log_file = open(self.log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "higgs_worker.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             *args], env=full_env, cwd=cwd, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.proc = start_cli(["serve", "--host", "127.0.0.1", "--port", str(self.port), *args], full_env, cwd,
+                              self._log_file)
 
     def wait_ready(self, timeout: float = 180.0, headers: dict | None = None) -> None:
         def ready():

@@ -6,14 +6,13 @@ import base64
 import io
 import os
 import subprocess
-import sys
 
 import httpx
 import pytest
 import soundfile as sf
 
 from fake_runpod import FakeRunPod
-from servers import free_port, wait_until
+from servers import free_port, start_cli, wait_until
 
 GUIDE_EXAMPLE_1 = {"transcript": "Hello, this is a test of the Higgs Audio model.", "ref_audio": "belinda",
                    "scene_prompt": "Audio is recorded from a quiet room.", "temperature": 0.7, "top_p": 0.95}
@@ -26,8 +25,7 @@ def worker(env_extra: dict[str, str], cwd, args: tuple[str, ...] = ()) -> subpro
     env.update(env_extra)
     env["PYTHONUNBUFFERED"] = "1"
     log = open(cwd / f"worker-{free_port()}.log", "w")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen([sys.executable, "-m", "higgs_worker.cli", "handler", *args], env=env, cwd=cwd,
-                            stdout=log, stderr=subprocess.STDOUT)
+    return start_cli(["handler", *args], env, cwd, log)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -1,0 +1,244 @@
+"""Start server processes from a parent that has already imported the heavy modules.
+
+Importing torch, transformers and the server's stack costs about 3.5 s of CPU in every new interpreter, and the
+suite starts dozens of servers. A *prefork parent* (one per test process, started on first use) imports them
+once; each server is then a ``fork()`` of it that runs ``python -m MODULE ARGS`` exactly as a fresh interpreter
+would (``runpy``, its own environment, working directory and log file, the usual exit path), so what runs is the
+real server in a process of its own, reached over loopback, stopped by real signals.
+
+A fork sees the modules as the parent imported them, so settings that those modules read at import time must be
+the same: :func:`can_fork` allows a fork only when every such variable (``HF_*``, ``HOME``, ``TORCH*``, ...) is
+equal in the new environment and in the parent's, and the caller starts a fresh interpreter otherwise. Tests of the
+command line itself keep starting fresh interpreters. ``TEST_PREFORK=0`` turns the parent off.
+
+The parent talks JSON lines over its stdin and stdout: ``spawn`` forks a child and answers its pid; ``poll`` reaps
+what has exited and answers a child's exit code (``None`` while it runs). Signals go straight to the child's pid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Modules whose import is the cost; none of them reads the worker's settings at import time.
+PRELOAD = ("torch", "transformers", "numpy", "av", "soundfile", "fastapi", "uvicorn", "httpx", "pydantic_settings",
+           "higgs_worker.http", "higgs_worker.service", "higgs_worker.engine", "higgs_worker.engine.loader",
+           "transformers.models.higgs_audio_v2")
+# Environment variables that the preloaded modules (or Python itself) may read while importing.
+IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "SAFETENSORS", "TORCH", "PYTORCH", "CUDA",
+                        "NVIDIA", "OMP_", "MKL_", "OPENBLAS", "NUMEXPR", "KMP_", "PYTHON", "HOME", "XDG_", "TMPDIR",
+                        "LD_", "LANG", "LC_", "PATH", "USER", "TZ")
+
+
+# Stdio buffering and bytecode writing: the child sets its own streams, and neither changes what a module does.
+NOT_IMPORT_TIME = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+
+
+def _import_time(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_PREFIXES) and k not in NOT_IMPORT_TIME}
+
+
+# -- the parent process ------------------------------------------------------------------------------------------
+
+def _child(request: dict) -> None:
+    """In the forked child: become ``python -m MODULE ARGS`` in its own environment; never returns."""
+    import runpy
+    import signal
+
+    code = 1
+    try:
+        # As a fresh interpreter has them (SIGPIPE and SIGXFSZ stay ignored, as Python sets them at start).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own standard streams
+        sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8")  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.argv = [request["module"], *request["args"]]
+        sys.path[0] = os.getcwd()  # as ``python -m`` has it
+        try:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            if exc.code is None:
+                code = 0
+            elif isinstance(exc.code, int):
+                code = exc.code
+            else:
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except BaseException:  # noqa: BLE001 - printed as the interpreter would, then exit 1
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        # The interpreter's own exit: wait for non-daemon threads, run atexit handlers, flush.
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        atexit._run_exitfuncs()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve() -> None:
+    """The parent's loop: requests on stdin, answers on stdout, one JSON object per line."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    control_in = os.fdopen(os.dup(0), "r")
+    control_out = os.fdopen(os.dup(1), "w", buffering=1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # stray reads and prints stay off the control pipe
+    os.dup2(2, 1)
+    os.close(null)
+    exited: dict[int, int] = {}
+    control_out.write(json.dumps({"ready": True, "threads": threading.active_count()}) + "\n")
+    for line in control_in:
+        request = json.loads(line)
+        if request["op"] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                control_in.close()
+                control_out.close()
+                _child(request)
+            control_out.write(json.dumps({"pid": pid}) + "\n")
+            continue
+        while True:  # reap every child that has ended so far
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            exited[pid] = os.waitstatus_to_exitcode(status)
+        control_out.write(json.dumps({"rc": exited.get(request["pid"])}) + "\n")
+
+
+# -- the test side -----------------------------------------------------------------------------------------------
+
+class ForkedProcess:
+    """The part of :class:`subprocess.Popen` the tests use, for a child of the prefork parent."""
+
+    stdout = None
+
+    def __init__(self, parent: "PreforkParent", pid: int, args: list[str]) -> None:
+        self._parent = parent
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._parent.exit_code(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+
+class PreforkParent:
+    """The test process's handle on its prefork parent."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ)
+        self._lock = threading.Lock()
+        import tempfile
+
+        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - what the parent says, for a failed start
+        self.proc = subprocess.Popen([sys.executable, "-c", "import prefork; prefork.serve()"], env=self.env,
+                                     cwd=Path(__file__).parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._errors, text=True, bufsize=1)
+        hello = self._read()
+        if not hello.get("ready"):
+            raise RuntimeError(f"the prefork parent did not start: {hello}")
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self._errors.seek(0)
+            raise RuntimeError(f"the prefork parent exited ({self.proc.wait(10)}):\n{self._errors.read()[-4000:]}")
+        return json.loads(line)
+
+    def _ask(self, request: dict) -> dict:
+        with self._lock:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            return self._read()
+
+    def can_fork(self, env: dict[str, str]) -> bool:
+        return self.proc.poll() is None and _import_time(env) == _import_time(self.env)
+
+    def spawn(self, module: str, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedProcess:
+        answer = self._ask({"op": "spawn", "module": module, "args": list(args), "env": env, "cwd": str(cwd),
+                            "log": str(log)})
+        return ForkedProcess(self, answer["pid"], [module, *args])
+
+    def exit_code(self, pid: int) -> int | None:
+        return self._ask({"op": "poll", "pid": pid})["rc"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._errors.close()
+
+
+_parent: PreforkParent | None = None
+_parent_lock = threading.Lock()
+
+
+def parent() -> PreforkParent | None:
+    """This process's prefork parent, started on first use; None when ``TEST_PREFORK=0``."""
+    global _parent
+    if os.environ.get("TEST_PREFORK", "1") == "0":
+        return None
+    with _parent_lock:
+        if _parent is None:
+            _parent = PreforkParent()
+            atexit.register(_parent.close)
+        return _parent
