@@ -181,7 +181,7 @@ class PreforkParent:
     """The test process's handle on its prefork parent."""
 
     def __init__(self) -> None:
-        self.env = dict(os.environ)
+        self.env = dict(SESSION_ENV)
         self._lock = threading.Lock()
         import tempfile
 
@@ -228,6 +228,9 @@ class PreforkParent:
         self._errors.close()
 
 
+# The environment as the test session set it up, before any test changes it (this module is imported while tests
+# are collected): the parent starts with it, whichever test asks first.
+SESSION_ENV = dict(os.environ)
 _parent: PreforkParent | None = None
 _parent_lock = threading.Lock()
 

@@ -35,7 +35,7 @@ def probe_dir(tmp_path):
 
 
 def fresh(probe_dir, *args: str) -> tuple[dict, int]:
-    env = {**os.environ, "PROBE_MARKER": "here"}
+    env = {**prefork.SESSION_ENV, "PROBE_MARKER": "here"}
     proc = subprocess.run([sys.executable, "-m", "probe_mod", *args], cwd=probe_dir, env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=60)
     return json.loads(proc.stdout.splitlines()[0]), proc.returncode
@@ -43,7 +43,7 @@ def fresh(probe_dir, *args: str) -> tuple[dict, int]:
 
 def forked(probe_dir, *args: str) -> tuple[prefork.ForkedProcess, "Path"]:
     parent = prefork.parent()
-    env = {**os.environ, "PROBE_MARKER": "here"}
+    env = {**prefork.SESSION_ENV, "PROBE_MARKER": "here"}
     assert parent is not None and parent.can_fork(env)
     log = probe_dir / f"forked-{'-'.join(args) or 'plain'}.log"
     return parent.spawn("probe_mod", list(args), env, probe_dir, log), log
@@ -78,7 +78,7 @@ def test_exit_codes_and_signals_come_back_as_popen_gives_them(probe_dir):
 def test_an_environment_that_modules_read_at_import_time_gets_a_fresh_interpreter():
     parent = prefork.parent()
     assert parent is not None
-    same = dict(os.environ)
+    same = dict(prefork.SESSION_ENV)
     assert parent.can_fork({**same, "MODEL_PATH": "/elsewhere", "PYTHONUNBUFFERED": "1"})
     for name, value in (("HF_ENDPOINT", "http://127.0.0.1:1"), ("HOME", "/nowhere"), ("TORCH_HOME", "/t"),
                         ("PYTHONPATH", "/p"), ("OMP_NUM_THREADS", "7")):
