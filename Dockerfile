@@ -24,7 +24,7 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 COPY requirements.lock ./
 RUN uv venv --python python3.11 /opt/runtime \
-    && uv pip sync --no-cache --require-hashes --python /opt/runtime/bin/python requirements.lock
+    && uv pip sync --no-cache --require-hashes --compile-bytecode --python /opt/runtime/bin/python requirements.lock
 
 COPY pyproject.toml README.md bootstrap.sh ./
 COPY src ./src

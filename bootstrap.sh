@@ -55,10 +55,12 @@ prepare_runtime() {
       tmp="$env_dir.tmp-$$"
       rm -rf "$tmp"
       local t0; t0=$(date +%s)
-      # every package is checked against the lock's sha256 hashes: a tampered mirror or cache cannot slip in
+      # every package is checked against the lock's sha256 hashes: a tampered mirror or cache cannot slip in.
+      # Bytecode is compiled once here, so no worker compiles PyTorch's modules again at each cold start.
       if command -v uv >/dev/null 2>&1; then
         uv venv --quiet --relocatable --python "$PYTHON_BIN" "$tmp"
-        UV_LINK_MODE="${UV_LINK_MODE:-copy}" uv pip sync --quiet --require-hashes --python "$tmp/bin/python" "$LOCK_FILE"
+        UV_LINK_MODE="${UV_LINK_MODE:-copy}" uv pip sync --quiet --require-hashes --compile-bytecode \
+          --python "$tmp/bin/python" "$LOCK_FILE"
       else
         "$PYTHON_BIN" -m venv "$tmp"
         "$tmp/bin/python" -m pip install --quiet --no-deps --require-hashes -r "$LOCK_FILE"

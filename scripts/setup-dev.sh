@@ -21,7 +21,9 @@ stamp=.venv/.lock-sha256
 want=$(sha256sum requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing the locked dependencies into .venv (first run downloads PyTorch, a few minutes)" >&2
-  uv pip sync --quiet --python .venv/bin/python requirements-dev.lock
+  # bytecode compiled once now: otherwise, where .pyc files cannot be written (PYTHONDONTWRITEBYTECODE), every
+  # process the tests start compiles PyTorch and Transformers again
+  uv pip sync --quiet --compile-bytecode --python .venv/bin/python requirements-dev.lock
   uv pip install --quiet --python .venv/bin/python --no-deps -e .
   echo "$want" > "$stamp"
 fi

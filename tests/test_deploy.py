@@ -41,6 +41,7 @@ def test_thin_image_installs_no_torch():
 def test_full_image_bakes_the_locked_runtime():
     runs = " ".join(run_lines("Dockerfile"))
     assert "uv pip sync" in runs and "requirements.lock" in runs
+    assert "--compile-bytecode" in runs  # a cold start does not compile PyTorch's modules
     assert "BAKE_WEIGHTS" in runs and "/models/model" in runs and "/runpod-volume" not in runs
 
 
@@ -131,6 +132,7 @@ def test_bootstrap_twice_installs_once(offline_runtime, tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     envs = list((volume / "runtime").glob("env-*"))
     assert len(envs) == 1 and (envs[0] / ".ready").exists()
+    assert list(envs[0].glob("lib/python*/site-packages/tinypkg/__pycache__/*.pyc"))  # compiled at install
     check = subprocess.run([str(envs[0] / "bin/python"), "-c", "import tinypkg; print(tinypkg.VERSION)"],
                            capture_output=True, text=True)
     assert check.stdout.strip() == "1.0"
