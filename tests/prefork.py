@@ -53,6 +53,7 @@ def _child(request: dict) -> None:
 
     code = 1
     try:
+        _die_with_parent()
         # As a fresh interpreter has them (SIGPIPE and SIGXFSZ stay ignored, as Python sets them at start).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -67,9 +68,10 @@ def _child(request: dict) -> None:
         os.dup2(log, 2)
         os.close(null)
         os.close(log)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own standard streams
-        sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8")  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115 - the process's own standard streams
+        sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False, encoding="utf-8")  # noqa: SIM115
+        sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                                           errors="backslashreplace")
         sys.argv = [request["module"], *request["args"]]
         sys.path[0] = os.getcwd()  # as ``python -m`` has it
         try:
@@ -93,6 +95,10 @@ def _child(request: dict) -> None:
         if shutdown is not None:
             shutdown()
         atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - a failure before the module ran (its cwd, its log): said on stderr
+        import traceback
+
+        traceback.print_exc()
     finally:
         try:
             sys.stdout.flush()
@@ -101,39 +107,102 @@ def _child(request: dict) -> None:
             os._exit(code)
 
 
-def serve() -> None:
-    """The parent's loop: requests on stdin, answers on stdout, one JSON object per line."""
+def _die_with_parent() -> None:
+    """The child is killed if the prefork parent dies (a crashed test process leaves no server running)."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG; the parent has one thread, so this is safe
+
+
+def _preload() -> str | None:
+    """Import the heavy modules; what makes forking unsafe, or None."""
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
+    import torch
+
+    if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
+        return f"{len(os.listdir('/proc/self/task'))} threads after the imports: fork is unsafe"
+    if torch.cuda.is_initialized():
+        return "CUDA was initialised by an import: a forked child could not use it"
+    late = [m for m in ("runpod", "higgs_worker.cli") if m in sys.modules]
+    if late:  # runpod reads its settings at import; the CLI must run as __main__, not be imported first
+        return f"{', '.join(late)} imported by the preload"
+    return None
+
+
+def serve() -> None:
+    """The parent's loop: requests on stdin, answers on stdout, one JSON object per line.
+
+    Children are known by a serial id, never by pid alone: the parent reaps them, so it signals only a child it
+    has not reaped yet, whose pid cannot have been given to another process.
+    """
+    import signal
+
+    problem = _preload()
     control_in = os.fdopen(os.dup(0), "r")
     control_out = os.fdopen(os.dup(1), "w", buffering=1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # stray reads and prints stay off the control pipe
     os.dup2(2, 1)
     os.close(null)
-    exited: dict[int, int] = {}
-    control_out.write(json.dumps({"ready": True, "threads": threading.active_count()}) + "\n")
-    for line in control_in:
-        request = json.loads(line)
-        if request["op"] == "spawn":
-            pid = os.fork()
-            if pid == 0:
-                control_in.close()
-                control_out.close()
-                _child(request)
-            control_out.write(json.dumps({"pid": pid}) + "\n")
-            continue
-        while True:  # reap every child that has ended so far
+    live: dict[int, int] = {}  # id -> pid, not reaped yet
+    exited: dict[int, int] = {}  # id -> exit code
+
+    def reap() -> None:
+        by_pid = {pid: child for child, pid in live.items()}
+        while live:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
             if pid == 0:
-                break
-            exited[pid] = os.waitstatus_to_exitcode(status)
-        control_out.write(json.dumps({"rc": exited.get(request["pid"])}) + "\n")
+                return
+            if pid in by_pid:
+                exited[by_pid[pid]] = os.waitstatus_to_exitcode(status)
+                del live[by_pid[pid]]
+
+    control_out.write(json.dumps({"ready": problem is None, "problem": problem}) + "\n")
+    if problem is not None:
+        return
+    for line in control_in:
+        request = None
+        try:
+            request = json.loads(line)
+            reap()
+            if request["op"] == "spawn":
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    control_in.close()
+                    control_out.close()
+                    _child(request)
+                live[request["id"]] = pid
+                answer = {"pid": pid}
+            elif request["op"] == "signal":
+                sent = request["id"] in live
+                if sent:
+                    os.kill(live[request["id"]], request["signal"])
+                answer = {"sent": sent}
+            else:
+                answer = {"rc": exited.get(request["id"])}
+        except Exception as exc:  # noqa: BLE001 - answered, the loop goes on
+            answer = {"error": f"{exc.__class__.__name__}: {exc}"}
+        control_out.write(json.dumps({"id": request.get("id") if isinstance(request, dict) else None, **answer})
+                          + "\n")
+    # The test process has gone: its servers go too, as a terminal's would.
+    for pid in live.values():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while live and time.monotonic() < deadline:
+        reap()
+        time.sleep(0.05)
+    for pid in live.values():
+        os.kill(pid, signal.SIGKILL)
 
 
 # -- the test side -----------------------------------------------------------------------------------------------
@@ -143,15 +212,16 @@ class ForkedProcess:
 
     stdout = None
 
-    def __init__(self, parent: "PreforkParent", pid: int, args: list[str]) -> None:
+    def __init__(self, parent: "PreforkParent", child: int, pid: int, args: list[str]) -> None:
         self._parent = parent
+        self._child = child
         self.pid = pid
         self.args = args
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            self.returncode = self._parent.exit_code(self.pid)
+            self.returncode = self._parent.exit_code(self._child, self.pid)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -163,8 +233,8 @@ class ForkedProcess:
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, sig)
+        if self.returncode is None:
+            self._parent.signal(self._child, sig)
 
     def terminate(self) -> None:
         import signal
@@ -178,20 +248,24 @@ class ForkedProcess:
 
 
 class PreforkParent:
-    """The test process's handle on its prefork parent."""
+    """The test process's handle on its prefork parent. Any failure of the parent marks it broken: no more forks
+    (servers start as fresh interpreters), and the children it had are watched through ``/proc``."""
 
     def __init__(self) -> None:
-        self.env = dict(SESSION_ENV)
-        self._lock = threading.Lock()
         import tempfile
 
+        self.env = dict(SESSION_ENV)
+        self.broken = False
+        self._lock = threading.Lock()
+        self._ids = 0
         self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - what the parent says, for a failed start
         self.proc = subprocess.Popen([sys.executable, "-c", "import prefork; prefork.serve()"], env=self.env,
                                      cwd=Path(__file__).parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._errors, text=True, bufsize=1)
         hello = self._read()
         if not hello.get("ready"):
-            raise RuntimeError(f"the prefork parent did not start: {hello}")
+            self.close()
+            raise RuntimeError(f"the prefork parent refused to start: {hello.get('problem')}")
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -202,30 +276,62 @@ class PreforkParent:
 
     def _ask(self, request: dict) -> dict:
         with self._lock:
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            return self._read()
+            if self.broken:
+                raise RuntimeError("the prefork parent is broken")
+            try:
+                self.proc.stdin.write(json.dumps(request) + "\n")
+                self.proc.stdin.flush()
+                answer = self._read()
+                if answer.get("id") != request["id"]:
+                    raise RuntimeError(f"answer {answer} to request {request}")
+            except BaseException:
+                self.broken = True
+                raise
+        if "error" in answer:
+            raise RuntimeError(f"the prefork parent could not {request['op']}: {answer['error']}")
+        return answer
+
+    def _next_id(self) -> int:
+        with self._lock:
+            self._ids += 1
+            return self._ids
 
     def can_fork(self, env: dict[str, str]) -> bool:
-        return self.proc.poll() is None and _import_time(env) == _import_time(self.env)
+        return not self.broken and self.proc.poll() is None and _import_time(env) == _import_time(self.env)
 
     def spawn(self, module: str, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedProcess:
-        answer = self._ask({"op": "spawn", "module": module, "args": list(args), "env": env, "cwd": str(cwd),
-                            "log": str(log)})
-        return ForkedProcess(self, answer["pid"], [module, *args])
+        child = self._next_id()
+        answer = self._ask({"op": "spawn", "id": child, "module": module, "args": list(args), "env": env,
+                            "cwd": str(Path(cwd).resolve()), "log": str(Path(log).resolve())})
+        return ForkedProcess(self, child, answer["pid"], [module, *args])
 
-    def exit_code(self, pid: int) -> int | None:
-        return self._ask({"op": "poll", "pid": pid})["rc"]
+    def exit_code(self, child: int, pid: int) -> int | None:
+        if self.broken:  # its children were killed with it (PR_SET_PDEATHSIG), or end on their own
+            return None if _running(pid) else -1
+        return self._ask({"op": "poll", "id": child})["rc"]
+
+    def signal(self, child: int, sig: int) -> None:
+        if self.broken:
+            raise RuntimeError("the prefork parent is broken; its children were killed with it")
+        self._ask({"op": "signal", "id": child, "signal": int(sig)})
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._errors.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 # The environment as the test session set it up, before any test changes it (this module is imported while tests
@@ -235,13 +341,24 @@ _parent: PreforkParent | None = None
 _parent_lock = threading.Lock()
 
 
+_failed: str | None = None
+
+
 def parent() -> PreforkParent | None:
-    """This process's prefork parent, started on first use; None when ``TEST_PREFORK=0``."""
-    global _parent
-    if os.environ.get("TEST_PREFORK", "1") == "0":
+    """This process's prefork parent, started on first use; None when ``TEST_PREFORK=0``, or when it could not
+    start (said once, as a warning: every server then starts as a fresh interpreter)."""
+    global _parent, _failed
+    if os.environ.get("TEST_PREFORK", "1") == "0" or _failed is not None:
         return None
     with _parent_lock:
         if _parent is None:
-            _parent = PreforkParent()
+            try:
+                _parent = PreforkParent()
+            except Exception as exc:  # noqa: BLE001 - the tests still run, only slower
+                import warnings
+
+                _failed = str(exc)
+                warnings.warn(f"servers start as fresh interpreters: {exc}", RuntimeWarning, stacklevel=2)
+                return None
             atexit.register(_parent.close)
         return _parent

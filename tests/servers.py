@@ -69,7 +69,10 @@ def start_cli(args: list[str], env: dict[str, str], cwd: Path, log) -> "subproce
     parent = prefork.parent()
     if parent is not None and parent.can_fork(env):
         log.flush()
-        return parent.spawn("higgs_worker.cli", args, env, cwd, Path(log.name))
+        try:
+            return parent.spawn("higgs_worker.cli", args, env, cwd, Path(log.name))
+        except RuntimeError:  # the parent failed (and is now marked broken): start the usual way
+            pass
     return subprocess.Popen([sys.executable, "-m", "higgs_worker.cli", *args], env=env, cwd=cwd, stdout=log,
                             stderr=subprocess.STDOUT)
 

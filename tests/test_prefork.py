@@ -83,3 +83,26 @@ def test_an_environment_that_modules_read_at_import_time_gets_a_fresh_interprete
     for name, value in (("HF_ENDPOINT", "http://127.0.0.1:1"), ("HOME", "/nowhere"), ("TORCH_HOME", "/t"),
                         ("PYTHONPATH", "/p"), ("OMP_NUM_THREADS", "7")):
         assert not parent.can_fork({**same, name: value}), name
+
+
+def test_a_child_that_cannot_start_exits_1_and_signals_after_the_end_reach_nobody(probe_dir, tmp_path):
+    parent = prefork.parent()
+    assert parent is not None
+    gone = parent.spawn("probe_mod", [], dict(prefork.SESSION_ENV), tmp_path / "no-such-folder", tmp_path / "x.log")
+    assert gone.wait(30) == 1
+    gone.kill()  # its pid may belong to another process by now: the parent signals only children it still has
+    assert gone.poll() == 1 and not parent.broken
+
+
+def test_children_end_with_their_parent(probe_dir):
+    from servers import wait_until
+
+    own = prefork.PreforkParent()  # not the shared one: this test closes it
+    try:
+        log = probe_dir / "orphan.log"
+        child = own.spawn("probe_mod", ["wait"], {**prefork.SESSION_ENV}, probe_dir, log)
+        wait_until(lambda: log.exists() and log.read_text().count("\n") >= 2, 30, "the probe to start")
+        assert prefork._running(child.pid)
+    finally:
+        own.close()
+    wait_until(lambda: not prefork._running(child.pid), 30, "the child to end with its parent")
