@@ -184,6 +184,9 @@ def test_retention_caps_and_ttl_are_redis_expiry(redis_server):
             wait_until(lambda i=i: store.get(i) is None or store.get(i).done.is_set(), 20, "end")
         assert store.retained()[0] == 3
         assert [store.get(i) is not None for i in ids] == [False, False, True, True, True]  # oldest ends go first
+        ranked = client.zrange("higgs:finished", 0, -1, withscores=True)
+        assert [m.decode() for m, _ in ranked] == ids[2:]  # in the order they ended, even within a millisecond
+        assert all(a[1] < b[1] for a, b in zip(ranked, ranked[1:]))
         assert 0 < client.pttl(f"higgs:job:{ids[-1]}") <= 2000  # retention is the key's expiry
         wait_until(lambda: store.get(ids[-1]) is None, 10, "retention to forget the job")
         short = store.submit({"i": 9}, ttl_s=0.5)

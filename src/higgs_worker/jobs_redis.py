@@ -81,9 +81,11 @@ local function finish(id, status, output, err, retention_ms, retain_max, retain_
   redis.call('HSET', J, 'size', size)
   redis.call('HSET', P .. 'sizes', id, size)
   redis.call('HINCRBY', P .. 'stats', 'bytes', size)
-  -- Ends keep their order even within one millisecond: the eviction below takes the oldest end first.
-  local rank = math.max(now, tonumber(redis.call('GET', P .. 'finished_last') or '0') + 1 / 1024)
-  redis.call('SET', P .. 'finished_last', rank)
+  -- Ends keep their order even within one millisecond (a step past the newest end so far): the eviction below
+  -- takes the oldest end first.
+  local rank = now
+  local newest = redis.call('ZRANGE', P .. 'finished', -1, -1, 'WITHSCORES')
+  if newest[2] then rank = math.max(now, tonumber(newest[2]) + 1 / 1024) end
   redis.call('ZADD', P .. 'finished', rank, id)
   local until_ms = now + retention_ms
   local expires = tonumber(redis.call('HGET', J, 'expires') or '0')
