@@ -255,6 +255,7 @@ class PreforkParent:
         import tempfile
 
         self.env = dict(SESSION_ENV)
+        self._import_env = _import_time(self.env)
         self.broken = False
         self._lock = threading.Lock()
         self._ids = 0
@@ -297,7 +298,7 @@ class PreforkParent:
             return self._ids
 
     def can_fork(self, env: dict[str, str]) -> bool:
-        return not self.broken and self.proc.poll() is None and _import_time(env) == _import_time(self.env)
+        return not self.broken and self.proc.poll() is None and _import_time(env) == self._import_env
 
     def spawn(self, module: str, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> ForkedProcess:
         child = self._next_id()
