@@ -6,7 +6,7 @@ the rows past the active ones are free slots, whose results are dropped) and the
 two, and reads and writes only persistent tensors (the slot cache, the slots' last frames, positions and sampling
 state). So each (bucket, span, candidates) shape is one pure function of fixed shapes: embedding, every layer,
 the audio head and the frame choice. On a GPU it is captured once as a CUDA graph and then replayed, one launch per
-step; elsewhere it runs eagerly (and compiles with ``torch.compile(fullgraph=True)``, the proof that it has no
+step; elsewhere it runs eagerly on exactly the active rows and keys (and compiles with ``torch.compile(fullgraph=True)``, the proof that it has no
 data-dependent control flow and no host sync).
 
 The step is pure with respect to the sampling state (the new state is returned and committed after it), and the
@@ -127,15 +127,14 @@ class StaticStep:
     def step(self, n: int, lengths: list[int]) -> torch.Tensor:
         """Decode the first ``n`` slots (filled to ``lengths``) one step, their state committed; their frames
         ``(n, K)`` on the device."""
-        rows = bucket_for(n)
         candidates = self.state.candidates(n)
         if self.fixed_shapes:
-            span = span_for(max(lengths), self.cache.capacity)
+            rows, span = bucket_for(n), span_for(max(lengths), self.cache.capacity)
             if candidates is not None:
                 candidates = self.vocab  # one ranking shape on the GPU, where sorting a whole vocabulary is cheap
             frames, new = self._replay(rows, span, candidates) if self.graphs else self._run(rows, span, candidates)
-        else:  # nothing is captured: attend over exactly the keys needed, unmasked when every row needs them all
-            frames, new = self._run(rows, max(lengths) + 1, candidates, masked=len(set(lengths)) > 1)
+        else:  # nothing is captured: exactly the rows and keys needed, unmasked when every row needs them all
+            frames, new = self._run(n, max(lengths) + 1, candidates, masked=len(set(lengths)) > 1)
         self.state.commit(0, n, new)
         self.frames_in[:n] = frames[:n]
         self.positions[:n] += 1
