@@ -6,8 +6,8 @@ the rows past the active ones are free slots, whose results are dropped) and the
 two, and reads and writes only persistent tensors (the slot cache, the slots' last frames, positions and sampling
 state). So each (bucket, span, candidates) shape is one pure function of fixed shapes: embedding, every layer,
 the audio head and the frame choice. On a GPU it is captured once as a CUDA graph and then replayed, one launch per
-step; elsewhere it runs eagerly on exactly the active rows and keys (and compiles with ``torch.compile(fullgraph=True)``, the proof that it has no
-data-dependent control flow and no host sync).
+step; elsewhere it runs eagerly on exactly the active rows and keys (and compiles with
+``torch.compile(fullgraph=True)``, the proof that it has no data-dependent control flow and no host sync).
 
 The step is pure with respect to the sampling state (the new state is returned and committed after it), and the
 key/value writes it makes are the same each time it runs on the same inputs, so warming up and capturing a graph
