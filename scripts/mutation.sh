@@ -24,28 +24,28 @@ declare -A SOURCE=(
   [sampling]=src/higgs_worker/engine/sampling.py
   [codes]=src/higgs_worker/engine/codes.py
   [prompt]=src/higgs_worker/engine/prompt.py
-  [text]=src/higgs_worker/text.py
-  [safe_fetch]=src/higgs_worker/safe_fetch.py
+  [text]=src/higgs_worker/core/text.py
+  [safe_fetch]=src/higgs_worker/core/safe_fetch.py
   [auth]=src/higgs_worker/http/auth.py
-  [audio]=src/higgs_worker/audio.py
-  [storage]=src/higgs_worker/storage.py
+  [audio]=src/higgs_worker/audio/encode.py
+  [storage]=src/higgs_worker/jobs/storage.py
 )
 declare -A TESTS=(
-  [sampling]="tests/test_sampling.py"
-  [codes]="tests/test_codes.py"
-  [prompt]="tests/test_prompt.py tests/test_prompt_units.py"
-  [text]="tests/test_text.py tests/test_text_units.py"
-  [safe_fetch]="tests/test_ssrf.py tests/test_safe_fetch_units.py"
-  [auth]="tests/test_auth.py tests/test_auth_units.py"
-  [audio]="tests/test_audio.py"
-  [storage]="tests/test_storage.py::test_bad_keys_refused tests/test_storage.py::test_default_key_scheme tests/test_storage_units.py"
+  [sampling]="tests/engine/test_sampling.py"
+  [codes]="tests/engine/test_codes.py"
+  [prompt]="tests/engine/test_prompt.py tests/engine/test_prompt_units.py"
+  [text]="tests/core/test_text.py tests/core/test_text_units.py"
+  [safe_fetch]="tests/core/test_ssrf.py tests/core/test_safe_fetch_units.py"
+  [auth]="tests/http/test_auth.py tests/http/test_auth_units.py"
+  [audio]="tests/audio/test_encode.py"
+  [storage]="tests/jobs/test_storage.py::test_bad_keys_refused tests/jobs/test_storage.py::test_default_key_scheme tests/jobs/test_storage_units.py"
 )
 # tests in those files that need the tiny model (each has a faster twin in the selection)
 DESELECT=(
-  tests/test_codes.py::test_with_delay_equals_the_processor
-  tests/test_prompt.py::test_model_inputs_equal_the_processor_given_the_same_audio
-  tests/test_prompt.py::test_system_audio_model_inputs_equal_the_processor
-  tests/test_ssrf.py::test_voice_library_urls_disabled_or_validated
+  tests/engine/test_codes.py::test_with_delay_equals_the_processor
+  tests/engine/test_prompt.py::test_model_inputs_equal_the_processor_given_the_same_audio
+  tests/engine/test_prompt.py::test_system_audio_model_inputs_equal_the_processor
+  tests/core/test_ssrf.py::test_voice_library_urls_disabled_or_validated
 )
 ORDER=(sampling codes prompt text safe_fetch auth audio storage)
 
@@ -100,8 +100,8 @@ import collections, re, subprocess, sys
 
 elapsed, modules = int(sys.argv[1]), sys.argv[2:]
 dotted = {"sampling": "higgs_worker.engine.sampling", "codes": "higgs_worker.engine.codes",
-          "prompt": "higgs_worker.engine.prompt", "text": "higgs_worker.text", "safe_fetch": "higgs_worker.safe_fetch",
-          "auth": "higgs_worker.http.auth", "audio": "higgs_worker.audio", "storage": "higgs_worker.storage"}
+          "prompt": "higgs_worker.engine.prompt", "text": "higgs_worker.core.text", "safe_fetch": "higgs_worker.core.safe_fetch",
+          "auth": "higgs_worker.http.auth", "audio": "higgs_worker.audio.encode", "storage": "higgs_worker.jobs.storage"}
 counts = collections.defaultdict(collections.Counter)
 survivors = []
 for line in open("results.txt"):

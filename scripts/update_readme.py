@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from higgs_worker.settings import settings_table
+from higgs_worker.core.settings import settings_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from higgs_worker import settings as settings_module
+from higgs_worker.core import settings as settings_module
 
 # No test may reach the real hub: anything that forgets its own endpoint hits a closed local port instead.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
@@ -32,8 +32,8 @@ SLOW_FILES_FIRST = (
     "test_redis_store.py", "test_runpod_worker.py", "test_abuse.py", "test_load.py", "test_studio.py",
     "test_cli.py", "test_faults.py", "test_policies.py", "test_speech_check_server.py", "test_long_form.py",
     "test_fatal.py", "test_first_run.py", "test_gpu_check.py", "test_auth_routes.py", "test_text_hygiene_server.py",
-    "test_http.py", "test_hostile_inputs.py", "test_deploy.py", "test_scheduler.py", "test_asr_store.py",
-    "test_fitness.py", "test_models.py", "test_prompt_view.py", "test_lb.py", "test_webhooks.py", "test_storage.py",
+    "test_http.py", "test_hostile_inputs.py", "test_deploy.py", "test_scheduler.py", "test_asr_fetch.py",
+    "test_fitness.py", "test_fetch.py", "test_prompt_view.py", "test_lb.py", "test_webhooks.py", "test_storage.py",
     "test_static_step.py", "test_ssrf.py", "test_properties.py",
 )
 
@@ -51,7 +51,7 @@ def shared_voices_or_skip() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from higgs_worker.engine.tiny import make_tiny_model
+    from higgs_worker.weights.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
 
@@ -93,8 +93,8 @@ def engine(tiny_model_dir):
 @pytest.fixture()
 def service(env, engine, voices_dir):
     from higgs_worker.engine import EngineHolder
-    from higgs_worker.service import SpeechService
-    from higgs_worker.settings import get_settings
+    from higgs_worker.speech.service import SpeechService
+    from higgs_worker.core.settings import get_settings
 
     env(VOICES_DIR=str(voices_dir))
     return SpeechService(get_settings(), holder=EngineHolder(lambda: engine))

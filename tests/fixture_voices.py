@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import soundfile as sf
 
-from higgs_worker.demo import speech_like
+from higgs_worker.voices.demo import speech_like
 
 
 @dataclass(frozen=True)

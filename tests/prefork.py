@@ -28,7 +28,7 @@ from pathlib import Path
 
 # Modules whose import is the cost; none of them reads the worker's settings at import time.
 PRELOAD = ("torch", "transformers", "numpy", "av", "soundfile", "fastapi", "uvicorn", "httpx", "pydantic_settings",
-           "higgs_worker.http", "higgs_worker.service", "higgs_worker.engine", "higgs_worker.engine.loader",
+           "higgs_worker.http", "higgs_worker.speech.service", "higgs_worker.engine", "higgs_worker.engine.loader",
            "transformers.models.higgs_audio_v2")
 # Environment variables that the preloaded modules (or Python itself) may read while importing.
 IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "SAFETENSORS", "TORCH", "PYTORCH", "CUDA",

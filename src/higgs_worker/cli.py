@@ -8,11 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
-from .schema import RequestError, SpeechRequest
+from .core.errors import RequestError
+from .core.schema import SpeechRequest
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
-    from .engine.tiny import BENCH_SIZE, TinySize, make_tiny_model
+    from .weights.tiny import BENCH_SIZE, TinySize, make_tiny_model
 
     size = BENCH_SIZE if args.bench_size else TinySize()
     out = make_tiny_model(args.dir, seed=args.seed, size=size)
@@ -21,9 +22,9 @@ def _make_tiny(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .engine import ModelLoadError
-    from .service import SpeechService
-    from .settings import get_settings
+    from .core.errors import ModelLoadError
+    from .core.settings import get_settings
+    from .speech import SpeechService
 
     fmt = args.format or (Path(args.out).suffix.lstrip(".") or "wav")
     body = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8"),
@@ -50,9 +51,9 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _prompt(args: argparse.Namespace) -> int:
-    from .prompt_view import format_text, inspect
-    from .service import SpeechService
-    from .settings import get_settings
+    from .core.settings import get_settings
+    from .speech import SpeechService
+    from .speech.prompt_view import format_text, inspect
 
     body: dict = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text("utf-8")}
     for key in ("scene", "max_new_tokens", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns",
@@ -113,9 +114,9 @@ async def _serve_with_health(main, health) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .core.logs import setup_logging
+    from .core.settings import get_settings
     from .http import create_app
-    from .logs import setup_logging
-    from .settings import get_settings
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
@@ -140,9 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from .logs import setup_logging
+    from .core.logs import setup_logging
+    from .core.settings import get_settings
     from .runpod_handler import start
-    from .settings import get_settings
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
@@ -152,10 +153,10 @@ def _handler(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from .core.logs import setup_logging
+    from .core.settings import get_settings
     from .fitness import run_all
-    from .logs import setup_logging
-    from .service import SpeechService
-    from .settings import get_settings
+    from .speech import SpeechService
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
@@ -172,8 +173,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fetch_models(args: argparse.Namespace) -> int:
-    from .models import FetchError, fetch_models
-    from .settings import get_settings
+    from .core.settings import get_settings
+    from .weights.fetch import FetchError, fetch_models
 
     try:
         markers = fetch_models(get_settings(), force_verify=args.verify)
@@ -185,8 +186,8 @@ def _fetch_models(args: argparse.Namespace) -> int:
 
 
 def _fetch_voices(args: argparse.Namespace) -> int:
-    from .presets import BASE_URL, PresetError, fetch_presets
-    from .settings import get_settings
+    from .core.settings import get_settings
+    from .voices.presets import BASE_URL, PresetError, fetch_presets
 
     settings = get_settings()
     names = [n.strip() for n in settings.voice_presets.split(",") if n.strip()]
@@ -203,7 +204,7 @@ def _fetch_voices(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> int:
-    from .settings import Settings, get_settings, settings_table
+    from .core.settings import Settings, get_settings, settings_table
 
     if args.markdown:
         print(settings_table())
@@ -223,7 +224,7 @@ def _start_log(settings) -> None:
     log.info("volume root %s (%s); models in %s; voices in %s; logs in %s", settings.volume_root,
              settings.volume_root_reason, settings.model_path.parent, settings.voices_dir, settings.log_dir)
     if settings.higgs_demo:
-        from .demo import ensure_demo_voices
+        from .voices.demo import ensure_demo_voices
 
         names = [n.strip() for n in settings.voice_presets.split(",") if n.strip()]
         ensure_demo_voices(settings.voices_dir, names, settings.voice_presets_url)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import Settings
+from .core.settings import Settings
 
 log = logging.getLogger(__name__)
 

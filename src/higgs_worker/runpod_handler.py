@@ -1,4 +1,4 @@
-"""The RunPod Serverless queue worker: ``runpod.serverless.start`` around :meth:`SpeechService.run_job`.
+"""The RunPod Serverless queue worker: ``runpod.serverless.start`` around :meth:`~higgs_worker.jobs.runner.JobRunner.run_job`.
 
 The handler is async and runs inference on a worker thread, so the SDK's event loop keeps polling, sending
 heartbeats and receiving cancellations while audio is generated. ``concurrency_modifier`` lets the worker take
@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .engine import Cancelled
-from .engine.scheduler import DeviceFault
-from .service import SpeechService, public_error
-from .settings import Settings
+from .core.errors import Cancelled, DeviceFault, public_error
+from .core.settings import Settings
+from .jobs.runner import JobRunner
+from .speech import SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,15 @@ def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = N
     """The plain async handler: one job in, one output dict (or ``{"error": "..."}``) out. ``on_fault`` is called
     when a job finds the GPU failed."""
 
+    runner = JobRunner(service)
+
     async def handler(job: dict[str, Any]) -> dict[str, Any]:
         if device_fault(service) is not None:  # refuse at once: the model cannot run in this process again
             return _refresh(service, {}, on_fault)
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
         try:
-            output = await loop.run_in_executor(executor, service.run_job, job.get("input"), cancel, None,
+            output = await loop.run_in_executor(executor, runner.run_job, job.get("input"), cancel, None,
                                                 job.get("id"))
         except asyncio.CancelledError:
             cancel.set()  # the SDK cancelled the job (cancel request or timeout): stop at the next step
@@ -79,6 +81,8 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
     only a generator's error text, so ``on_fault`` (which sets the SDK's ``refresh_worker``) carries a device
     fault."""
 
+    runner = JobRunner(service)
+
     async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         if device_fault(service) is not None:
             yield _refresh(service, {}, on_fault)
@@ -93,7 +97,7 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
 
         def run() -> None:
             try:
-                result = service.run_job(job.get("input"), cancel, emit, job.get("id"))
+                result = runner.run_job(job.get("input"), cancel, emit, job.get("id"))
             except Cancelled:
                 result = {"error": "cancelled"}
             except Exception as exc:  # noqa: BLE001

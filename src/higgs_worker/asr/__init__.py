@@ -1,15 +1,17 @@
-"""Speech recognition beside the TTS engine: checking chunks, word timings, captions, silent tails.
+"""Speech recognition beside the TTS engine: checking chunks, word timings, captions.
 
-Like ``engine/``, this package knows nothing of HTTP, RunPod or S3; the service calls it. The modules:
+Like ``engine/``, this package knows nothing of HTTP, RunPod, jobs or the speech service, which calls it.
+May import: ``core`` and ``weights`` (device and folder helpers). The modules:
 
 * :mod:`.loader`: Whisper from a local folder (``ASR_PATH``), offline; GPU in half precision when present.
 * :mod:`.recognizer`: :class:`~.recognizer.Recognizer`, thread-safe transcription with word times that batches
   concurrent callers on one model thread.
 * :mod:`.scoring`: normalisation and word error rate (characters for Chinese and Japanese).
 * :mod:`.captions`: SRT and WebVTT from timed words; :func:`~.captions.offset_words`.
-* :mod:`.silence`: trimming a long silent tail.
 * :mod:`.metrics`: the Prometheus metrics of speech checks.
-* :mod:`.policy`: whether ``ASR`` (auto/on/off) fetches and loads the model, and building the recognizer.
+
+Whether ``ASR`` (auto/on/off) fetches and loads the model is :mod:`higgs_worker.weights.policy`; building the
+recognizer is :mod:`higgs_worker.speech.recognition`.
 
 Only the light, torch-free pieces are imported here; the loader and recognizer are imported from their modules.
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 from .captions import Cue, build_cues, captions, offset_words, to_srt, to_vtt
 from .scoring import ErrorCounts, error_counts, normalise_for_scoring, word_error_rate
-from .silence import trailing_silence_s, trim_trailing_silence
 from .types import Transcript, Word
 
 __all__ = ["Cue", "ErrorCounts", "Transcript", "Word", "build_cues", "captions", "error_counts",
-           "normalise_for_scoring", "offset_words", "to_srt", "to_vtt", "trailing_silence_s",
-           "trim_trailing_silence", "word_error_rate"]
+           "normalise_for_scoring", "offset_words", "to_srt", "to_vtt", "word_error_rate"]

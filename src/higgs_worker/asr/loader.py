@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine.loader import ModelLoadError, read_source, resolve_device
+from ..core.errors import ModelLoadError
+from ..weights.folders import read_source, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,8 @@
-"""Model loading, prompts, generation and decoding: the part that knows the model and nothing of callers."""
+"""Model loading, prompts, generation and decoding: the part that knows the model and nothing of callers.
+
+May import: ``core`` and ``weights`` (a folder's marker, the device and dtype); nothing of HTTP, RunPod, jobs or
+speech.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from .engine import Cancelled, Engine, Generation, Sampling
-from .loader import LoadedModel, ModelLoadError, load_model
+from ..core.errors import Cancelled, ModelLoadError
+from .engine import Engine, Generation, Sampling
+from .loader import LoadedModel, load_model
 from .prompt import AudioTurn, Context, Prompt, build_context
 
 __all__ = ["AudioTurn", "Cancelled", "Context", "Engine", "EngineHolder", "Generation", "LoadedModel",

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..schema import EngineError
+from ..core.errors import Cancelled, DeviceFault, EngineError
 from .codec_batch import CodecBatcher
 from .codes import generated_codes
 from .loader import LoadedModel
 from .prompt import Prompt, model_inputs
-from .scheduler import DeviceFault, FrameCallback, Job, Scheduler, is_fatal_device_error
+from .scheduler import FrameCallback, Job, Scheduler, is_fatal_device_error
 
 
 #: Shortest code sequence the codec decodes directly (its first convolution has a kernel of 7 frames).
@@ -49,10 +49,6 @@ class Generation:
     seconds: float
     first_frame_s: float | None = None
     truncated: bool = False  # stopped at max_new_tokens before the model ended the audio
-
-
-class Cancelled(Exception):
-    """The caller gave up on the request."""
 
 
 class Engine:

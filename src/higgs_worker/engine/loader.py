@@ -13,14 +13,10 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import ModelLoadError
+from ..weights.folders import read_source, resolve_device, resolve_dtype
+
 log = logging.getLogger(__name__)
-
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-class ModelLoadError(RuntimeError):
-    """The model folders are missing, incomplete or unreadable."""
-
 
 @dataclass
 class LoadedModel:
@@ -46,22 +42,6 @@ class LoadedModel:
     @property
     def frame_rate(self) -> int:
         return int(self.codec.config.frame_rate)
-
-
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` means CUDA when a GPU is visible, else the CPU."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("DEVICE=cuda but no CUDA device is available")
-    return torch.device(setting)
-
-
-def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """``auto`` means bfloat16 on a GPU and float32 on the CPU."""
-    if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return _DTYPES[setting]
 
 
 def _require(folder: Path, files: tuple[str, ...], what: str) -> None:
@@ -103,15 +83,6 @@ def check_special_tokens(processor, config) -> None:
     if wrong:
         raise ModelLoadError("the text tokenizer does not match the model config (" + "; ".join(wrong) + "); "
                              "MODEL_PATH must hold the tokenizer and config of one revision")
-
-
-def read_source(folder: Path) -> dict[str, str]:
-    """Repo, revision and resolved commit recorded when the folder was fetched (empty for folders made by hand)."""
-    try:
-        marker = json.loads((folder / ".higgs-complete.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: str(marker[k]) for k in ("repo_id", "revision", "commit") if marker.get(k)}
 
 
 def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:

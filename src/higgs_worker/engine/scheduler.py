@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.errors import DeviceFault
 from .prefill import PiecewisePrefill
 from .sampling import DelayState, RowSettings, SlotState, choose_frames
 from .static_step import StaticStep, bucket_for
@@ -36,12 +37,6 @@ FrameCallback = Callable[[torch.Tensor], None]
 
 class SchedulerClosed(RuntimeError):
     pass
-
-
-class DeviceFault(RuntimeError):
-    """The GPU failed in a way this process cannot recover from; every later model call would fail too.
-
-    The message is written for callers (it quotes the device's own error line, which names no files)."""
 
 
 #: Words of CUDA errors after which the CUDA context is unusable for the rest of the process (torch raises them as

@@ -23,13 +23,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engine.scheduler import DeviceFault
-from ..jobs import Job, JobStore, StoreUnavailable
-from ..schema import RequestError
-from ..service import SpeechService, public_error
-from ..settings import Settings, get_settings
-from .auth import RequireKey
 from ..asr.metrics import ASRMetrics
+from ..core.errors import DeviceFault, RequestError, public_error
+from ..core.settings import Settings, get_settings
+from ..jobs.memory import JobStore
+from ..jobs.runner import JobRunner
+from ..jobs.state import Job, StoreUnavailable
+from ..speech import SpeechService
+from .auth import RequireKey
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,11 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
         metrics.model_ready.set(1)
 
     service.holder.on_load.append(engine_loaded)
+    runner = JobRunner(service)
 
     def work(job: Job, emit) -> dict:
         queued = (job.started or time.time()) - job.created
-        output = service.run_job(job.input, job.cancel, emit, job_id=job.id, queued_s=queued)
+        output = runner.run_job(job.input, job.cancel, emit, job_id=job.id, queued_s=queued)
         if "error" not in output:
             metrics.observe_result(output.get("duration_s", 0.0), output.get("generation_s", 0.0),
                                    output.get("timings", {}).get("first_audio"))
@@ -184,8 +186,8 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
         if settings.job_store.strip().lower() == "memory":
             app.state.jobs = JobStore(work, **limits)
         else:  # jobs shared by every replica on the same Redis
-            from ..jobs_redis import RedisJobStore
-            from ..webhooks import WebhookSender
+            from ..jobs.redis_store import RedisJobStore  # redis is imported only when it is used
+            from ..jobs.webhooks import WebhookSender
 
             def notify(url: str, view: dict) -> None:
                 sender = getattr(app.state, "webhooks", None)

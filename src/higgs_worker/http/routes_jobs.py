@@ -1,6 +1,6 @@
 """RunPod-compatible job routes with the hosted API's shapes, plus ``/health`` and ``/ping``.
 
-The envelope takes RunPod's ``webhook`` (the final status POSTed there, see :mod:`higgs_worker.webhooks`) and
+The envelope takes RunPod's ``webhook`` (the final status POSTed there, see :mod:`higgs_worker.jobs.webhooks`) and
 ``policy`` (``executionTimeout``, ``ttl``), with RunPod's bounds. After an unrecoverable GPU error the routes refuse
 new work with 503 and the reason, and ``/ping`` answers 503, so a load balancer replaces the worker.
 
@@ -17,11 +17,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..jobs import FINAL, Job, JobStoreAPI, NotRetryable, QueueFull, approx_size
-from ..schema import RequestError
-from ..service import public_error
-from ..settings import get_settings
-from ..webhooks import MAX_URL_CHARS, WebhookRefused, WebhookSender
+from ..core.errors import RequestError, public_error
+from ..core.settings import get_settings
+from ..jobs.request import JobRequest
+from ..jobs.state import FINAL, Job, JobStoreAPI, NotRetryable, QueueFull, approx_size
+from ..jobs.webhooks import MAX_URL_CHARS, WebhookRefused, WebhookSender
 
 router = APIRouter(tags=["RunPod-compatible jobs"])
 
@@ -153,7 +153,7 @@ async def _submit(request: Request, body: RunBody) -> Job:
     timeout_s = None if policy.executionTimeout is None else policy.executionTimeout / 1000
     ttl_s = None if policy.ttl is None else policy.ttl / 1000
     try:
-        request.app.state.service.parse_job(body.input)
+        JobRequest.parse(body.input)
     except RequestError as exc:
         if store.shared:
             return await asyncio.to_thread(lambda: store.reject(str(exc), ttl_s=ttl_s, webhook=webhook))

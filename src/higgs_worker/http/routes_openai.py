@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from .. import audio
-from ..engine import Cancelled, ModelLoadError
-from ..schema import OpenAISpeech, RequestError, SpeechRequest, SpeechResult
-from ..service import SpeechService, public_error
+from ..core.errors import Cancelled, ModelLoadError, RequestError, public_error
+from ..core.schema import OpenAISpeech, SpeechRequest, SpeechResult
+from ..speech import SpeechService
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI-compatible"])

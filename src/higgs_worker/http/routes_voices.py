@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 
-from ..schema import RequestError
+from ..core.errors import RequestError
 
 router = APIRouter(tags=["Voices"])
 

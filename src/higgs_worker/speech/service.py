@@ -1,0 +1,378 @@
+"""``synthesize(request)``: the one path from a :class:`SpeechRequest` to encoded speech.
+
+Every entry point (CLI, RunPod handler, HTTP routes, and the job runner below them) validates its input into a
+``SpeechRequest`` and calls this; nothing below knows who called. The public surface: :meth:`SpeechService.plan`,
+:meth:`~SpeechService.check`, :meth:`~SpeechService.synthesize` and :meth:`~SpeechService.synthesize_stream`.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .. import audio
+from ..audio import tempo
+from ..audio.silence import trim_trailing_silence
+from ..asr.captions import captions
+from ..core import text
+from ..core.errors import Cancelled, ModelLoadError, RequestError
+from ..core.safe_fetch import GuardedFetcher
+from ..core.schema import SpeechRequest, SpeechResult
+from ..core.settings import Settings
+from ..engine import AudioTurn, Engine, EngineHolder, Sampling, build_context, load_model
+from ..engine.prompt import resolve_scene
+from ..engine.scheduler import Job
+from ..engine.streaming import StreamDecoder, stream_job
+from ..voices import VoiceLibrary
+from ..weights.demo import ensure_demo_model
+from ..weights.fetch import fetch_models
+from ..weights.policy import asr_load_wanted
+from . import quality
+from .record import Record
+from .recognition import build_recognizer
+
+log = logging.getLogger(__name__)
+
+
+def engine_factory(settings: Settings):
+    """A function that loads the engine as the settings say (used by :class:`EngineHolder`)."""
+
+    def build() -> Engine:
+        if settings.higgs_demo:
+            ensure_demo_model(settings.demo_dir)
+        elif settings.auto_fetch_models and not (Path(settings.model_path) / "config.json").exists():
+            try:
+                fetch_models(settings)  # first start on an empty volume: download once, under a lock
+            except Exception as exc:  # noqa: BLE001 - reported as a load failure, with the reason
+                raise ModelLoadError(f"MODEL_PATH folder {settings.model_path} is empty and fetching "
+                                     f"{settings.model_repo} failed: {exc.__class__.__name__}: {exc} "
+                                     "(run `higgs-worker fetch-models`)") from exc
+        loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
+        cuda = loaded.device.type == "cuda"
+        return Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
+                      compile_decode=settings.compile_decode and cuda, fast_decode=settings.decode_path == "fast",
+                      warmup=settings.warmup)
+
+    return build
+
+
+class SpeechService:
+    """Turns requests into speech with one engine and one voice library."""
+
+    def __init__(self, settings: Settings, holder: EngineHolder | None = None,
+                 voices: VoiceLibrary | None = None) -> None:
+        self.settings = settings
+        self.holder = holder or EngineHolder(engine_factory(settings))
+        fetcher = None
+        if settings.allow_ref_audio_urls:
+            fetcher = GuardedFetcher(max_bytes=settings.max_ref_audio_bytes, timeout_s=settings.ref_audio_url_timeout_s,
+                                     allow_http=settings.ref_audio_url_allow_http,
+                                     allow_loopback=settings.ref_audio_url_allow_loopback,
+                                     max_concurrent=settings.max_concurrent_fetches)
+        self.voices = voices or VoiceLibrary.from_settings(settings, fetcher)
+        self._recognizer = None
+        self._asr_error: Exception | None = None
+        self._asr_lock = threading.Lock()
+        self.asr_metrics = None  # set by the HTTP app so speech checks show on /metrics
+
+    @property
+    def engine(self) -> Engine:
+        return self.holder.get()
+
+    def plan(self, request: SpeechRequest) -> tuple[str, list[str]]:
+        """Normalised text and its chunks; refuses too many chunks before any model work. Kept on the request."""
+        if request._plan is not None:
+            return request._plan
+        normalised = text.normalize(request.transcript)
+        budget = request.chunk_max_word_num
+        if request.chunk_method == "auto":
+            budget = text.auto_word_budget(request.max_new_tokens, budget)
+        chunks = text.split_chunks(normalised, request.chunk_method, budget, request.chunk_max_num_turns)
+        if not chunks:
+            raise RequestError("transcript", "has nothing to speak after normalisation")
+        if len(chunks) > self.settings.max_chunks:
+            raise RequestError("transcript", f"splits into {len(chunks)} chunks; the limit is "
+                                             f"{self.settings.max_chunks} (MAX_CHUNKS)")
+        request._plan = (normalised, chunks)
+        return request._plan
+
+    def check(self, request: SpeechRequest, cancel: threading.Event | None = None) -> None:
+        """Everything that can refuse a request before the model runs: text, chunk count, voices, the name a
+        result is to be saved under.
+
+        The resolved voices are kept on the request, so a URL or base64 reference is fetched and decoded once.
+        """
+        self.plan(request)
+        self._references(request, cancel)
+        if request.save_voice and request.save_voice in self.voices.names():
+            raise RequestError("save_voice", f"a voice named {request.save_voice!r} already exists")
+        self._check_asr(request)
+
+    def _references(self, request: SpeechRequest, cancel: threading.Event | None = None) -> list:
+        if request._references is None:
+            request._references = self.voices.resolve(request, cancel)
+        return request._references
+
+    def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: Record,
+                    on_frame: Callable[[torch.Tensor], None] | None = None,
+                    on_accept: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
+        """Start each chunk's generation in turn and yield its job; when resumed, collect its codes.
+
+        The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
+        previous chunks' codes, so chunks run one after another. With ``verify`` each chunk is heard and may be
+        generated again; ``on_accept`` gets the plain codes each chunk finally keeps.
+        """
+        spec = request.verify_spec(self.settings.verify_max_wer, self.settings.verify_max_attempts)
+        normalised, chunks = self.plan(request)
+        references = self._references(request, cancel)
+        speakers = text.speaker_tags(normalised)
+
+        t = time.perf_counter()
+        engine = self.engine
+        record.timings["model_load"] = time.perf_counter() - t
+        t = time.perf_counter()
+        turns = [AudioTurn(r.transcript, engine.encode_reference(r.wave)) for r in references]
+        record.timings["reference_encode"] = time.perf_counter() - t
+        context = build_context(resolve_scene(request.scene_prompt), turns, speakers, request.speaker_descriptions,
+                                request.ref_audio_in_system_message)
+
+        sampling = Sampling(request.temperature, request.top_p, request.top_k, request.ras_win_len,
+                            request.ras_win_max_num_repeat, request.max_new_tokens)
+        history: list[AudioTurn] = []
+        buffer = request.generation_chunk_buffer_size
+        record.chunks = len(chunks)
+        for index, chunk in enumerate(chunks):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            kept = history[-buffer:] if buffer else []
+            job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
+            yield job
+            result = self._count(record, engine.finish(job))
+            if spec is not None:
+                prompt = context.prompt(chunk, kept)
+                result, report = quality.check_chunk(
+                    index, chunk, record.seed + index, spec, result,
+                    generate=lambda seed, prompt=prompt: self._count(record, engine.generate(prompt, sampling, seed,
+                                                                                             cancel)),
+                    hear=lambda generation, chunk=chunk: self._hear(engine, generation, chunk),
+                    truncated=lambda generation: generation.truncated)
+                record.quality.append(report)
+                if self.asr_metrics is not None:
+                    self.asr_metrics.observe_check(report.best.wer)
+                    self.asr_metrics.observe_chunk(len(report.attempts), report.passed)
+            if on_accept is not None:
+                on_accept(result.codes)
+            record.frames += int(result.codes.shape[0])
+            record.codes.append(result.codes)
+            if result.truncated:
+                record.truncated_chunks.append(index)
+                record.usage.truncated = True
+            history.append(AudioTurn(chunk, result.codes))
+        if record.truncated_chunks:
+            log.warning("%d of %d chunk(s) reached max_new_tokens (%d frames) before the end of their audio, so the "
+                        "speech is cut there (chunks %s); raise max_new_tokens or lower chunk_max_word_num",
+                        len(record.truncated_chunks), len(chunks), request.max_new_tokens,
+                        ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
+        record.timings["generate"] = record.generation_s
+
+    @staticmethod
+    def _count(record: Record, generation):
+        """Add one generation's cost to the request's books (every attempt counts)."""
+        record.generation_s += generation.seconds
+        record.usage.prompt_tokens += generation.prompt_tokens
+        record.usage.audio_frames += generation.steps
+        return generation
+
+    def _hear(self, engine: Engine, generation, chunk: str) -> tuple[str, float]:
+        """What one chunk's audio says, and how long it is."""
+        if generation.codes.shape[0] == 0:
+            return "", 0.0
+        wave = engine.decode(generation.codes)
+        heard = self.recognizer.transcribe(wave, quality.scoring_language(chunk))
+        return heard.text, len(wave) / engine.sample_rate
+
+    # -- speech recognition: loaded on first use, beside the engine ----------------------------------------
+
+    @property
+    def recognizer(self):
+        if self._recognizer is None:
+            with self._asr_lock:
+                if self._recognizer is None:
+                    if self._asr_error is not None:
+                        raise self._asr_error
+                    try:
+                        self._recognizer = build_recognizer(self.settings, self.asr_metrics)
+                    except ModelLoadError as exc:
+                        self._asr_error = exc  # remembered: no new load attempt per request
+                        raise
+        return self._recognizer
+
+    def _check_asr(self, request: SpeechRequest) -> None:
+        if not request.needs_asr:
+            return
+        if not asr_load_wanted(self.settings):
+            field_name = "verify" if request.verify is not False else "timestamps" if request.timestamps else "captions"
+            raise RequestError(field_name, "needs speech recognition, which is off on this server (ASR=off, or no "
+                                           "model in ASR_PATH)")
+
+    def _timed_words(self, wave: np.ndarray, sample_rate: int, request: SpeechRequest, record: Record) -> None:
+        """Words with times, and captions, of the final audio (after trimming and speed)."""
+        if request.timestamps is None and request.captions is None:
+            return
+        t = time.perf_counter()
+        heard = self.recognizer.transcribe(wave, None, sample_rate=sample_rate)
+        record.timings["timestamps"] = time.perf_counter() - t
+        if request.timestamps == "word":
+            record.words = [w.as_dict() for w in heard.words]
+        if request.captions is not None:
+            record.captions = {"format": request.captions,
+                               "text": captions(heard.words, request.captions, duration=len(wave) / sample_rate)}
+
+    def _record(self, request: SpeechRequest) -> Record:
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        return Record(seed=seed, started=time.perf_counter())
+
+    def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
+        """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
+        record = self._record(request)
+        self.check(request, cancel)  # refuse bad text, voices and names before the model runs
+        for _job in self._chunk_jobs(request, cancel, record):
+            pass
+        engine = self.engine
+        t = time.perf_counter()
+        pieces = record.codes
+        codes = torch.cat(pieces) if pieces else torch.zeros((0, engine.num_codebooks), dtype=torch.long)
+        wave = engine.decode(codes)  # one decode over all chunks: no seams at the joins
+        record.timings["decode"] = time.perf_counter() - t
+        if request.trim_silence and self.settings.trim_silence_s > 0:
+            kept = trim_trailing_silence(wave, engine.sample_rate, self.settings.trim_silence_s,
+                                         self.settings.silence_threshold_db)
+            record.trimmed_s = (len(wave) - len(kept)) / engine.sample_rate
+            wave = kept
+        if request.save_voice:
+            self._save_voice(request, wave, engine.sample_rate, record)
+        if request.speed != 1.0:
+            t = time.perf_counter()
+            wave = tempo.stretch(wave, engine.sample_rate, request.speed)
+            record.timings["speed"] = time.perf_counter() - t
+        self._timed_words(wave, engine.sample_rate, request, record)
+        t = time.perf_counter()
+        encoded = audio.encode(wave, request.format, engine.sample_rate)
+        record.timings["encode"] = time.perf_counter() - t
+        return record.result(wave, engine.sample_rate, request.format, encoded)
+
+    def _save_voice(self, request: SpeechRequest, wave: np.ndarray, sample_rate: int, record: Record) -> None:
+        """Keep the generated speech (at its natural pace) as a library voice with its text as the transcript.
+
+        A failure here does not cost the caller the audio: it is reported beside it (``save_voice_error``).
+        """
+        try:
+            buf = io.BytesIO()
+            sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
+            normalised, _ = self.plan(request)
+            self.voices.add_upload(request.save_voice, buf.getvalue(), normalised)
+            record.saved_voice = request.save_voice
+            log.info("saved the generated speech as voice %r (%.2f s)", request.save_voice, len(wave) / sample_rate)
+        except RequestError as exc:
+            record.save_voice_error = f"save_voice: {exc.message}"
+
+    def synthesize_stream(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechStream:
+        """The same speech as :meth:`synthesize`, as waveform pieces while it is generated."""
+        self.check(request, cancel)
+        return SpeechStream(self, request, cancel)
+
+
+class SpeechStream:
+    """Iterate for float32 waveform pieces; afterwards :meth:`metadata` says what was made.
+
+    Pieces come from incremental codec decoding, so their concatenation equals the non-streamed waveform
+    within the tolerance stated in :mod:`higgs_worker.engine.streaming`.
+    """
+
+    def __init__(self, service: SpeechService, request: SpeechRequest, cancel: threading.Event | None) -> None:
+        self.request = request
+        self.sample_rate = 0
+        self._service = service
+        self._cancel = cancel
+        self._record = service._record(request)
+        self.samples = 0
+        self._sent: list[np.ndarray] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        engine = self._service.engine
+        self.sample_rate = engine.sample_rate
+        decoder = StreamDecoder(engine.stream_decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
+        record = self._record
+        stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
+        natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice
+        for piece in self._pieces(engine, decoder, record):
+            if self.request.save_voice:
+                natural.append(piece)
+            yield from self._emit(stretcher.feed(piece))
+        tail = decoder.flush()
+        if self.request.save_voice:
+            natural.append(tail)
+            self._service._save_voice(self.request, np.concatenate(natural), engine.sample_rate, record)
+        yield from self._emit(stretcher.feed(tail))
+        yield from self._emit(stretcher.close())
+        if self._sent:
+            self._service._timed_words(np.concatenate(self._sent), engine.sample_rate, self.request, record)
+        record.timings["total"] = time.perf_counter() - record.started
+        if record.first_audio_s is not None:
+            record.timings["first_audio"] = record.first_audio_s
+
+    def _pieces(self, engine: Engine, decoder: StreamDecoder, record: Record) -> Iterator[np.ndarray]:
+        """Decoded audio of the request. Frames are decoded as they are made; with ``verify`` a chunk's audio is
+        held until the chunk has passed (or spent its attempts), which costs that chunk's generation and check in
+        time to first audio."""
+        service = self._service
+        if self.request.verify is False:
+            frames: queue.Queue[torch.Tensor] = queue.Queue()
+            for job in service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
+                yield from stream_job(job, frames, decoder, engine.num_codebooks)
+            return
+        accepted: list[torch.Tensor] = []
+        for _job in service._chunk_jobs(self.request, self._cancel, record, on_accept=accepted.append):
+            while accepted:  # the chunk before this one has passed
+                yield decoder.push(accepted.pop(0))
+        while accepted:
+            yield decoder.push(accepted.pop(0))
+
+    def encoded(self) -> Iterator[bytes]:
+        """The stream encoded in the request's format by one encoder, at the engine's own sample rate (known
+        once the engine is up, so the first piece is taken before the encoder starts)."""
+        pieces = iter(self)
+        first = next(pieces, None)
+        head = [] if first is None else [first]
+        yield from audio.encode_stream(itertools.chain(head, pieces), self.request.format,
+                                       self.sample_rate or audio.SAMPLE_RATE)
+
+    def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+        if piece.size:
+            if self.request.timestamps is not None or self.request.captions is not None:
+                self._sent.append(piece)  # heard once the stream ends, for word times and captions
+            if self._record.first_audio_s is None:
+                self._record.first_audio_s = time.perf_counter() - self._record.started
+            self.samples += piece.size
+            yield piece
+
+    def metadata(self) -> dict:
+        record = self._record
+        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
+        return {
+            "format": self.request.format, "sample_rate": self.sample_rate, "duration_s": round(duration, 4),
+            "frames": record.frames, "chunks": record.chunks, "seed": record.seed,
+            "generation_s": round(record.generation_s, 4), "usage": record.usage.as_dict(),
+            "timings": {k: round(v, 4) for k, v in record.timings.items()}, **record.extras(),
+        }

@@ -1,0 +1,348 @@
+"""Reference voices: presets on disk (``NAME.wav`` + ``NAME.txt``) and base64 audio sent with a request.
+
+Every reference becomes 24 kHz mono audio plus its transcript; the engine encodes it (once, cached by
+content hash) into the codes the prompt carries. Every clip is decoded through :mod:`higgs_worker.audio.decode`,
+within the request limits, whoever sent it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from filelock import FileLock, Timeout
+
+from ..audio import SAMPLE_RATE, AudioDecodeError, AudioLimitError, DecodeLimits, load_model_audio
+from ..core.errors import Cancelled, RequestError
+from ..core.safe_fetch import FetchCancelled, FetchRefused, GuardedFetcher
+from ..core.schema import SpeechRequest, is_url
+from ..core.settings import Settings, get_settings
+
+_DATA_URI = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+
+#: A preset or uploaded voice name, matched whole (``fullmatch``: no trailing newline slips through).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
+
+#: Base64 characters decoded per step, so a large reference never exists twice as text and bytes.
+_B64_STEP = 4 * 256 * 1024
+
+
+def valid_name(name: str) -> bool:
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A voice to clone: its name, what it says, and the audio at 24 kHz mono."""
+
+    name: str
+    transcript: str
+    wave: np.ndarray
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.wave) / SAMPLE_RATE
+
+
+class VoiceExists(RequestError):
+    """An upload under a name already taken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("name", f"a voice named {name!r} already exists")
+
+
+class WaveCache:
+    """Decoded voices by name, bounded by bytes; the least recently used leave first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[object, Reference]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, stamp: object) -> Reference | None:
+        with self._lock:
+            hit = self._items.get(name)
+            if hit is None or hit[0] != stamp:
+                return None
+            self._items.move_to_end(name)
+            return hit[1]
+
+    def put(self, name: str, stamp: object, ref: Reference) -> None:
+        size = ref.wave.nbytes
+        with self._lock:
+            self._drop(name)
+            if size > self.max_bytes:
+                return  # larger than the whole cache: serve it, keep nothing
+            while self._items and self.bytes + size > self.max_bytes:
+                self._drop(next(iter(self._items)))
+            self._items[name] = (stamp, ref)
+            self.bytes += size
+
+    def pop(self, name: str) -> None:
+        with self._lock:
+            self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        old = self._items.pop(name, None)
+        if old is not None:
+            self.bytes -= old[1].wave.nbytes
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._items
+
+
+class VoiceLibrary:
+    """Presets in ``root`` (``NAME.wav`` with its transcript in ``NAME.txt``) and uploads in ``root/uploads``.
+
+    Limits left as None come from the process settings (:func:`get_settings`).
+    """
+
+    def __init__(self, root: Path, max_bytes: int, max_seconds: float, fetcher: GuardedFetcher | None = None, *,
+                 max_channels: int | None = None, max_sample_rate: int | None = None,
+                 max_uploads: int | None = None, max_upload_bytes: int | None = None,
+                 cache_bytes: int | None = None) -> None:
+        settings = get_settings() if None in (max_channels, max_sample_rate, max_uploads, max_upload_bytes,
+                                              cache_bytes) else None
+        self.fetcher = fetcher  # None: URL references are disabled
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.limits = DecodeLimits(
+            max_seconds=max_seconds,
+            max_channels=settings.max_ref_channels if max_channels is None else max_channels,
+            max_sample_rate=settings.max_ref_sample_rate if max_sample_rate is None else max_sample_rate)
+        self.max_uploads = settings.max_uploaded_voices if max_uploads is None else max_uploads
+        self.max_upload_bytes = settings.max_uploaded_voice_bytes if max_upload_bytes is None else max_upload_bytes
+        self.cache = WaveCache(settings.voice_cache_bytes if cache_bytes is None else cache_bytes)
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, fetcher: GuardedFetcher | None = None) -> VoiceLibrary:
+        return cls(settings.voices_dir, settings.max_ref_audio_bytes, settings.max_ref_audio_seconds, fetcher,
+                   max_channels=settings.max_ref_channels, max_sample_rate=settings.max_ref_sample_rate,
+                   max_uploads=settings.max_uploaded_voices, max_upload_bytes=settings.max_uploaded_voice_bytes,
+                   cache_bytes=settings.voice_cache_bytes)
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    def _voices(self) -> dict[str, tuple[str, Path]]:
+        """name -> (kind, wav path); presets first, uploads cannot shadow them."""
+        found: dict[str, tuple[str, Path]] = {}
+        for kind, folder in (("upload", self.uploads), ("preset", self.root)):
+            if folder.is_dir():
+                for wav in folder.glob("*.wav"):
+                    if valid_name(wav.stem) and wav.with_suffix(".txt").exists():
+                        found[wav.stem] = (kind, wav)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._voices())
+
+    def describe(self) -> list[dict[str, object]]:
+        """Every voice with its kind, transcript and duration (for the voice list route)."""
+        out = []
+        for name, (kind, wav) in sorted(self._voices().items()):
+            try:
+                info = sf.info(str(wav))
+                transcript = wav.with_suffix(".txt").read_text("utf-8").strip()
+            except (OSError, RuntimeError):
+                continue  # deleted (or being replaced) while listing
+            out.append({"name": name, "kind": kind, "transcript": transcript,
+                        "duration_s": round(info.frames / info.samplerate, 3)})
+        return out
+
+    # -- uploads -----------------------------------------------------------------------------------------
+
+    def _library_lock(self) -> FileLock:
+        """Serialises changes to the uploads across processes sharing the volume (the thread lock within one)."""
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.uploads / ".lock"), timeout=60)
+
+    def _upload_usage(self) -> tuple[int, int]:
+        """(number of uploaded voices, bytes they take on disk)."""
+        count = total = 0
+        if self.uploads.is_dir():
+            for wav in self.uploads.glob("*.wav"):
+                txt = wav.with_suffix(".txt")
+                if valid_name(wav.stem) and txt.exists():
+                    count += 1
+                    try:
+                        total += wav.stat().st_size + txt.stat().st_size
+                    except OSError:
+                        pass
+        return count, total
+
+    def _check_room(self, adding_bytes: int) -> None:
+        count, total = self._upload_usage()
+        if count >= self.max_uploads:
+            raise RequestError("name", f"the library already holds {count} uploaded voices; the limit is "
+                                       f"{self.max_uploads} (MAX_UPLOADED_VOICES); delete one first")
+        if total + adding_bytes > self.max_upload_bytes:
+            raise RequestError("audio", f"uploaded voices would take {total + adding_bytes} bytes; the limit is "
+                                        f"{self.max_upload_bytes} (MAX_UPLOADED_VOICE_BYTES); delete one first")
+
+    def add_upload(self, name: str, raw: bytes, transcript: str) -> Reference:
+        """Validate and store an uploaded voice as 24 kHz mono WAV + transcript; refuse taken names.
+
+        Decoding runs outside the lock; the name check and the rename into place run under it, so of several
+        uploads of one name exactly one is stored and the others get :class:`VoiceExists`.
+        """
+        if not valid_name(name):
+            raise RequestError("name", "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        if not transcript.strip():
+            raise RequestError("transcript", "must not be empty")
+        if len(transcript) > 4000:
+            raise RequestError("transcript", "is longer than 4000 characters")
+        if name in self._voices():
+            raise VoiceExists(name)
+        self._check_room(0)
+        ref = Reference(name, transcript.strip(), self._load(raw))
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        temps: list[Path] = []
+        try:
+            tmp_wav = self._temp(name, ".wav", temps)
+            sf.write(str(tmp_wav), ref.wave, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+            tmp_txt = self._temp(name, ".txt", temps)
+            tmp_txt.write_text(ref.transcript + "\n", encoding="utf-8")
+            size = tmp_wav.stat().st_size + tmp_txt.stat().st_size
+            with self._write_lock:
+                try:
+                    with self._library_lock():
+                        if name in self._voices():
+                            raise VoiceExists(name)
+                        self._check_room(size)
+                        # The transcript first: the voice exists once its WAV is in place.
+                        os.replace(tmp_txt, self.uploads / f"{name}.txt")
+                        os.replace(tmp_wav, self.uploads / f"{name}.wav")
+                except Timeout:
+                    raise RequestError("name", "the voice library is busy; retry") from None
+        finally:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+        self.cache.pop(name)
+        return ref
+
+    def _temp(self, name: str, suffix: str, temps: list[Path]) -> Path:
+        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{suffix}.tmp", dir=self.uploads)
+        os.close(fd)
+        temps.append(Path(path))
+        return temps[-1]
+
+    def delete_upload(self, name: str) -> bool:
+        """Remove an uploaded voice; presets are read-only. False when there is no such upload."""
+        if not valid_name(name):
+            return False
+        with self._write_lock:
+            try:
+                with self._library_lock():
+                    kind_path = self._voices().get(name)
+                    if kind_path is None:
+                        return False
+                    if kind_path[0] != "upload":
+                        raise RequestError("name", f"{name!r} is a preset; presets are read-only")
+                    for ext in (".wav", ".txt"):  # the WAV first: without it the voice is gone at once
+                        (self.uploads / f"{name}{ext}").unlink(missing_ok=True)
+            except Timeout:
+                raise RequestError("name", "the voice library is busy; retry") from None
+        self.cache.pop(name)
+        return True
+
+    # -- references ----------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Reference:
+        """The voice ``name``; :class:`RequestError` on ``ref_audio`` when there is none."""
+        entry = self._voices().get(name) if valid_name(name) else None
+        try:
+            if entry is None:
+                raise FileNotFoundError(name)
+            wav = entry[1]
+            stat = wav.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            hit = self.cache.get(name, stamp)
+            if hit is not None:
+                return hit
+            transcript = wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+            raw = wav.read_bytes()
+        except OSError:
+            known = ", ".join(self.names()) or "none installed"
+            raise RequestError("ref_audio", f"unknown voice {name!r}; available: {known}") from None
+        ref = Reference(name, transcript, self._load(raw))
+        self.cache.put(name, stamp, ref)
+        return ref
+
+    def from_base64(self, data: str, transcript: str) -> Reference:
+        """Base64 audio (raw or a ``data:`` URI) of any format; size-capped before decoding."""
+        data = data.strip()
+        prefix = _DATA_URI.match(data[:512])
+        start = prefix.end() if prefix else 0
+        approx = (len(data) - start) * 3 // 4 - (len(data) - len(data.rstrip("=")))
+        if approx > self.max_bytes:
+            raise RequestError("ref_audio", f"decodes to about {approx} bytes; the limit is {self.max_bytes} "
+                                            "(MAX_REF_AUDIO_BYTES)")
+        return Reference("inline", transcript, self._load(_b64decode(data, start)))
+
+    def _load(self, raw: bytes) -> np.ndarray:
+        if len(raw) > self.max_bytes:
+            raise RequestError("ref_audio", f"is {len(raw)} bytes; the limit is {self.max_bytes} (MAX_REF_AUDIO_BYTES)")
+        try:
+            wave = load_model_audio(raw, self.limits)
+        except AudioLimitError as exc:
+            raise RequestError("ref_audio", str(exc)) from None
+        except AudioDecodeError as exc:
+            raise RequestError("ref_audio", f"could not be decoded as audio: {exc}") from None
+        seconds = len(wave) / SAMPLE_RATE
+        if seconds > self.max_seconds:
+            raise RequestError("ref_audio", f"is {seconds:.1f} s long; the limit is {self.max_seconds:g} s "
+                                            "(MAX_REF_AUDIO_SECONDS)")
+        if seconds < 0.2:
+            raise RequestError("ref_audio", f"is {seconds:.2f} s long; at least 0.2 s of speech is needed")
+        return wave
+
+    def from_url(self, url: str, transcript: str, cancel: threading.Event | None = None) -> Reference:
+        """Audio at an https URL, fetched under the SSRF guards, then validated like any reference.
+
+        ``cancel`` (the job's) stops the fetch; it then raises the engine's ``Cancelled``.
+        """
+        if self.fetcher is None:
+            raise RequestError("ref_audio", "URL references are disabled on this server (ALLOW_REF_AUDIO_URLS)")
+        try:
+            raw = self.fetcher.fetch(url) if cancel is None else self.fetcher.fetch(url, cancel=cancel)
+        except FetchCancelled:
+            raise Cancelled() from None
+        except FetchRefused as exc:
+            raise RequestError("ref_audio", str(exc)) from None
+        return Reference("url", transcript, self._load(raw))
+
+    def resolve(self, request: SpeechRequest, cancel: threading.Event | None = None) -> list[Reference]:
+        """The request's reference voices, in speaker order (``SPEAKER0`` first). Blocking: call off the loop."""
+        if request.ref_audio is None:
+            return []
+        names = request.voice_names
+        if names:
+            return [self.get(n) for n in names]
+        if is_url(request.ref_audio):
+            return [self.from_url(request.ref_audio, request.ref_text or "", cancel)]
+        return [self.from_base64(request.ref_audio, request.ref_text or "")]
+
+
+def _b64decode(data: str, start: int) -> bytes:
+    """Strict base64 of ``data[start:]``, decoded a step at a time (never a second full-size copy as bytes)."""
+    out = bytearray()
+    try:
+        for pos in range(start, len(data), _B64_STEP):
+            out += binascii.a2b_base64(data[pos:pos + _B64_STEP].encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise RequestError("ref_audio", "is neither a known voice name nor valid base64 audio") from None
+    return bytes(out)

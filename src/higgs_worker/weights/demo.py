@@ -1,0 +1,23 @@
+"""The demo model: the tiny random Higgs Audio V2 written once into ``DEMO_DIR`` and reused by later starts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from filelock import FileLock
+
+from .tiny import make_tiny_model
+
+log = logging.getLogger(__name__)
+
+
+def ensure_demo_model(directory: Path) -> Path:
+    """Write the tiny random model once (demo mode); later starts reuse it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / "TINY_MODEL.json"
+    with FileLock(str(directory) + ".lock"):
+        if not marker.exists():
+            log.info("demo mode: writing the tiny random model to %s", directory)
+            make_tiny_model(directory)
+    return directory

@@ -1,0 +1,213 @@
+"""Decoding untrusted audio: allow-listed containers only, header checks before decoding, a block budget, bounded
+memory and a cap on decodes at once."""
+
+from __future__ import annotations
+
+import io
+import threading
+import tracemalloc
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fixture_voices import encoded, speech_like
+from higgs_worker import audio
+from higgs_worker.audio import decode as audio_decode
+from higgs_worker.core import settings as settings_module
+from higgs_worker.audio.decode import (AudioDecodeError, AudioLimitError, AudioTooLong, DecodeLimits, decode_mono,
+                                       sniff_container)
+from hostile_media import ffconcat, playlist, silent_flac
+
+LIMITS = DecodeLimits(max_seconds=60.0, max_channels=8, max_sample_rate=192_000)
+
+
+def soundfile_bytes(fmt: str, seconds=1.0, rate=16000, channels=2, subtype=None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, speech_like(seconds, rate, 150.0, channels), rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def pyav_bytes(container: str, codec: str, seconds=1.0, rate=48000) -> bytes:
+    wave = speech_like(seconds, rate, 150.0)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as box:
+        stream = box.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(wave[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.format, layout="mono", rate=rate,
+                                      frame_size=stream.codec_context.frame_size or None)
+        for piece in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(piece):
+                box.mux(packet)
+        for packet in stream.encode(None):
+            box.mux(packet)
+    return buf.getvalue()
+
+
+ACCEPTED = {
+    "wav": lambda: encoded("wav", 1.0, 22050, 2),
+    "flac": lambda: encoded("flac", 1.0, 44100, 2),
+    "ogg": lambda: encoded("ogg", 1.0, 22050, 1),
+    "mp3": lambda: encoded("mp3", 1.0, 44100, 2),
+    "m4a": lambda: encoded("m4a", 1.0, 48000, 1),
+    "opus": lambda: encoded("opus", 1.0, 48000, 2),
+    "aac": lambda: audio.encode(speech_like(1.0, 24000, 150.0), "aac"),
+    "webm": lambda: pyav_bytes("webm", "libopus"),
+    "aiff": lambda: soundfile_bytes("AIFF"),
+    "caf": lambda: soundfile_bytes("CAF"),
+    "wav-24bit-6ch": lambda: soundfile_bytes("WAV", channels=6, subtype="PCM_24"),
+    "wav-u8": lambda: soundfile_bytes("WAV", channels=1, subtype="PCM_U8"),
+    "wav-double": lambda: soundfile_bytes("WAV", channels=2, subtype="DOUBLE"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ACCEPTED))
+def test_accepted_containers_decode_to_mono_at_the_model_rate(kind):
+    wave = decode_mono(ACCEPTED[kind](), 24000, LIMITS)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) / 24000 - 1.0) < 0.1, len(wave)  # lossy codecs add a few tens of ms at most
+    assert 0.05 < float(np.abs(wave).max()) <= 1.0
+
+
+def test_channels_are_averaged_and_integer_samples_scaled():
+    data = np.stack([np.full(16000, 0.5), np.full(16000, -0.25), np.full(16000, 0.5)], axis=1)
+    for subtype in ("PCM_16", "PCM_U8", "PCM_32", "FLOAT"):
+        buf = io.BytesIO()
+        sf.write(buf, data, 16000, format="WAV", subtype=subtype)
+        wave = decode_mono(buf.getvalue(), 16000, LIMITS)
+        assert len(wave) == 16000 and np.allclose(wave, 0.25, atol=0.01), subtype
+
+
+@pytest.mark.parametrize("payload", [ffconcat("secret.wav"), playlist("secret.wav"),
+                                     b"\x89PNG\r\n\x1a\n" + b"\0" * 64, b"RIFF\0\0\0\0AVI LIST" + b"\0" * 64,
+                                     b"file 'secret.wav'\n", b"\0" * 256])
+def test_containers_that_can_name_other_files_are_refused_before_demuxing(tmp_path, monkeypatch, payload):
+    (tmp_path / "secret.wav").write_bytes(encoded("wav", 1.0))  # what a concat script or playlist would read
+    monkeypatch.chdir(tmp_path)
+    opened = []
+    monkeypatch.setattr(audio_decode.av, "open", lambda *a, **k: opened.append(a) or pytest.fail("demuxer opened"))
+    with pytest.raises(AudioDecodeError, match="accepted audio container"):
+        decode_mono(payload, 24000, LIMITS)
+    assert opened == []
+
+
+def test_sniffing_picks_the_demuxer_from_the_signature_alone():
+    assert sniff_container(ACCEPTED["mp3"]()) == "mp3"  # ID3 tag first
+    assert sniff_container(ACCEPTED["aac"]()) == "aac"  # ADTS
+    assert sniff_container(ACCEPTED["m4a"]()) == "mov"
+    assert sniff_container(ACCEPTED["webm"]()) == "matroska"
+    assert sniff_container(b"ffconcat version 1.0\n") is None and sniff_container(b"") is None
+
+
+def test_a_header_declaring_too_much_is_refused_before_any_block_is_decoded(monkeypatch):
+    blocks = []
+    real = audio_decode.block_to_mono
+    monkeypatch.setattr(audio_decode, "block_to_mono", lambda frame: blocks.append(1) or real(frame))
+    hostile = silent_flac(150)  # about 5 KB declaring 1229 s on 8 channels
+    assert len(hostile) < 6000
+    with pytest.raises(AudioTooLong, match=r"declares 1228\.8 s.*MAX_REF_AUDIO_SECONDS"):
+        decode_mono(hostile, 24000, LIMITS)
+    assert blocks == []
+    with pytest.raises(AudioLimitError, match="8 channels; the limit is 2 .MAX_REF_CHANNELS"):
+        decode_mono(silent_flac(2), 24000, DecodeLimits(60.0, max_channels=2))
+    with pytest.raises(AudioLimitError, match="96000 Hz; the limit is 48000 Hz .MAX_REF_SAMPLE_RATE"):
+        decode_mono(soundfile_bytes("WAV", rate=96000), 24000, DecodeLimits(60.0, max_sample_rate=48000))
+    assert blocks == []
+
+
+@pytest.mark.parametrize("declared_total", [0, 8000])  # "unknown", and a lie: one second
+def test_a_lying_header_is_stopped_by_the_block_budget(monkeypatch, declared_total):
+    blocks = []
+    real = audio_decode.block_to_mono
+    monkeypatch.setattr(audio_decode, "block_to_mono", lambda frame: blocks.append(1) or real(frame))
+    with pytest.raises(AudioTooLong, match="is longer than 60 s.*MAX_REF_AUDIO_SECONDS"):
+        decode_mono(silent_flac(150, declared_total=declared_total), 24000, LIMITS)
+    # 60 s at 8 kHz is 7.3 blocks of 65535 samples: decoding stopped at the first block past it, of 150
+    assert len(blocks) <= 8
+
+
+def test_a_stream_that_grows_channels_after_its_header_is_stopped_at_that_block(monkeypatch):
+    blocks = []
+    real = audio_decode.block_to_mono
+    monkeypatch.setattr(audio_decode, "block_to_mono", lambda frame: blocks.append(1) or real(frame))
+    hostile = silent_flac(30, channels=8, rate=48000, declared_channels=1, mono_frames=20)
+    with pytest.raises(AudioLimitError, match="8 channels; the limit is 2"):
+        decode_mono(hostile, 24000, DecodeLimits(60.0, max_channels=2))
+    assert len(blocks) == 20
+
+
+def test_decoding_a_hostile_clip_allocates_little():
+    hostile = silent_flac(150, declared_total=0)
+    decode_mono(silent_flac(2), 24000, LIMITS)  # warm the code paths
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioTooLong):
+            decode_mono(hostile, 24000, LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # all of it at full rate would be 150 x 65535 x 8 float32 = 315 MB; the budget stops near 60 s of mono 24 kHz
+    assert peak < 16 * 1024 * 1024, peak
+
+
+class CountingSlots:
+    """A semaphore that records how many holders it had at once."""
+
+    def __init__(self, n: int) -> None:
+        self._sem = threading.BoundedSemaphore(n)
+        self._lock = threading.Lock()
+        self.held = self.most = self.taken = 0
+
+    def __enter__(self):
+        self._sem.acquire()
+        with self._lock:
+            self.held += 1
+            self.taken += 1
+            self.most = max(self.most, self.held)
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.held -= 1
+        self._sem.release()
+
+
+def test_concurrent_decodes_share_a_bounded_number_of_slots():
+    slots = CountingSlots(2)
+    data = encoded("flac", 2.0, 44100, 2)
+    start = threading.Barrier(6)
+    results = []
+
+    def decode():
+        start.wait()
+        results.append(len(decode_mono(data, 24000, LIMITS, slots=slots)))
+
+    threads = [threading.Thread(target=decode) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and slots.taken == 6 and slots.most <= 2 and slots.held == 0
+
+
+def test_process_wide_slots_come_from_the_setting(monkeypatch):
+    monkeypatch.setenv("MAX_CONCURRENT_DECODES", "3")
+    monkeypatch.setattr(audio_decode, "_slots", None)
+    settings_module.reset_settings()
+    try:
+        slots = audio_decode.decode_slots()
+    finally:
+        settings_module.reset_settings()
+    assert [slots.acquire(blocking=False) for _ in range(4)] == [True, True, True, False]
+    for _ in range(3):
+        slots.release()
+    assert audio_decode.decode_slots() is slots
+
+
+def test_garbage_inside_an_accepted_container_is_a_decode_error():
+    with pytest.raises(AudioDecodeError):
+        decode_mono(b"fLaC" + b"\xff" * 500, 24000, LIMITS)
+    with pytest.raises(AudioDecodeError):
+        decode_mono(b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, 24000, LIMITS)

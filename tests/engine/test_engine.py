@@ -1,0 +1,170 @@
+"""The engine on the tiny model, loaded by the real loader."""
+
+import numpy as np
+import pytest
+import torch
+
+from higgs_worker.engine import Engine, Prompt, Sampling, load_model
+from higgs_worker.engine.codes import generated_codes
+from higgs_worker.core.errors import ModelLoadError
+from higgs_worker.weights.folders import resolve_device, resolve_dtype
+from higgs_worker.engine.prompt import AudioTurn, model_inputs
+
+GREEDY = Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=24)
+SAMPLED = Sampling(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=24)
+
+
+def test_device_and_dtype_defaults():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("float16", torch.device("cpu")) == torch.float16
+
+
+def test_loader_refuses_missing_folders(tmp_path):
+    with pytest.raises(ModelLoadError, match="MODEL_PATH folder"):
+        load_model(tmp_path / "nope", tmp_path / "nope2", "cpu", "float32")
+
+
+def test_loader_uses_local_files_only(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any hub call would fail
+    loaded = load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "auto")
+    assert loaded.dtype == torch.float32 and loaded.device.type == "cpu"
+    assert loaded.sample_rate == 24000 and loaded.frame_rate == 25
+
+
+def test_same_seed_same_codes_different_seed_differs(engine):
+    prompt = Prompt(text="The same words twice.")
+    a = engine.generate(prompt, SAMPLED, seed=7)
+    b = engine.generate(prompt, SAMPLED, seed=7)
+    c = engine.generate(prompt, SAMPLED, seed=8)
+    assert a.codes.shape[0] > 0
+    assert torch.equal(a.codes, b.codes)
+    assert not torch.equal(a.codes, c.codes)
+    assert np.array_equal(engine.decode(a.codes), engine.decode(b.codes))
+
+
+def test_greedy_codes_equal_a_direct_generate_on_processor_inputs(engine):
+    """Fidelity: the engine's path gives what ``model.generate`` gives on the processor's own inputs."""
+    rng = np.random.default_rng(1)
+    wave = (rng.standard_normal(36000) * 0.1).astype(np.float32)
+    prompt = Prompt(text="Fidelity check.", scene="A quiet room.",
+                    turns=[AudioTurn("Reference.", engine.encode_reference(wave))])
+    ours = engine.generate(prompt, GREEDY, seed=0)
+
+    text, _ = prompt.render()
+    inputs = engine.processor(text=text, audio=[wave], return_tensors="pt", add_special_tokens=False)
+    out = engine.model.generate(**inputs, do_sample=False, max_new_tokens=GREEDY.max_new_tokens,
+                                return_dict_in_generate=True)
+    direct = generated_codes(out.audio_sequences[0, inputs["audio_input_ids"].shape[1]:])
+    assert ours.codes.shape[0] > 0
+    assert torch.equal(ours.codes, direct)
+    reference_audio = engine.processor.batch_decode(out.audio_sequences[:, inputs["audio_input_ids"].shape[1]:])[0]
+    assert np.allclose(engine.decode(ours.codes), reference_audio.numpy(), atol=1e-6)
+
+
+def test_reference_codes_are_encoded_once_and_reach_the_prompt(engine):
+    rng = np.random.default_rng(2)
+    wave = (rng.standard_normal(30000) * 0.1).astype(np.float32)
+    before = engine.reference_encodes
+    codes = engine.encode_reference(wave)
+    again = engine.encode_reference(wave.copy())
+    assert engine.reference_encodes == before + 1 and again is codes
+    assert codes.shape == (int(np.ceil(30000 / 960)), 8)
+    inputs = model_inputs(engine.processor, Prompt(text="x", turns=[AudioTurn("y", codes)]))
+    delayed = inputs["audio_input_ids"][0]
+    assert torch.equal(generated_codes(delayed), codes)
+
+
+def test_cancel_before_start_raises(engine):
+    import threading
+
+    from higgs_worker.engine import Cancelled
+
+    event = threading.Event()
+    event.set()
+    with pytest.raises(Cancelled):
+        engine.generate(Prompt(text="never"), SAMPLED, seed=1, cancel=event)
+
+
+def test_decode_of_no_codes_is_empty(engine: Engine):
+    assert engine.decode(torch.zeros((0, 8), dtype=torch.long)).shape == (0,)
+
+
+def test_very_short_codes_decode(engine: Engine):
+    for frames in (1, 3, 7):
+        wave = engine.decode(torch.randint(0, 1024, (frames, 8)))
+        assert wave.shape == (frames * 960,)
+
+
+def test_reference_is_encoded_unpadded_like_the_processor(engine):
+    """A reference whose length is not a multiple of the hop gets the codes the processor's own audio path gives
+    (``padding=False``), not extra frames of padding."""
+    hop = engine.processor.feature_extractor.hop_length
+    rng = np.random.default_rng(3)
+    wave = (0.2 * rng.standard_normal(hop * 12 + hop // 3)).astype(np.float32)
+    ours = engine.encode_reference(wave)
+    processor = engine.processor
+    inputs = processor(text=[f"x {processor.audio_token}"], audio=[wave], return_tensors="pt")
+    theirs = inputs["audio_input_ids"][0]  # delay-patterned, with stream bos/eos: revert to plain codes
+    plain = generated_codes(theirs, processor.audio_stream_bos_id, processor.audio_stream_eos_id)
+    assert torch.equal(ours, plain)
+    padded = processor.feature_extractor(wave, sampling_rate=24000, padding=True, return_tensors="pt")
+    assert padded["input_values"].shape[-1] > len(wave)  # the padded path would have differed
+
+
+def test_a_generation_cut_at_max_new_tokens_says_truncated(engine):
+    cut = engine.generate(Prompt(text="Cut short."), Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=5), 1)
+    assert cut.truncated and cut.steps == 5
+    free = engine.generate(Prompt(text="Free."), Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=5,
+                                                         stop_at_eos=False), 1)
+    assert not free.truncated  # asked to run to the limit: nothing was cut
+
+
+def _copy_tiny(tiny_model_dir, tmp_path):
+    import shutil
+
+    dst = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, dst)
+    return dst
+
+
+def test_loader_refuses_a_tokenizer_whose_audio_ids_are_shuffled(tiny_model_dir, tmp_path):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    config_path = dst / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["audio_token_id"], config["audio_bos_token_id"] = config["audio_bos_token_id"], config["audio_token_id"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="does not match the model config") as err:
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert "<|AUDIO_OUT|>" in str(err.value)
+
+
+@pytest.mark.parametrize(("folder", "old_type", "setting"), [("model", "higgs_audio", "MODEL_REVISION"),
+                                                             ("tokenizer", None, "TOKENIZER_REVISION")])
+def test_loader_refuses_the_old_format_naming_the_revision(tiny_model_dir, tmp_path, folder, old_type, setting):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    config_path = dst / folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("model_type", None)
+    if old_type:
+        config["model_type"] = old_type
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=setting):
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+
+
+def test_loaded_commit_comes_from_the_completion_marker(tiny_model_dir, tmp_path):
+    import json
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    (dst / "model" / ".higgs-complete.json").write_text(json.dumps(
+        {"repo_id": "bosonai/higgs-audio-v2-generation-3B-base", "revision": "main", "commit": "a" * 40}))
+    loaded = load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert loaded.commit == "a" * 40 and loaded.source["revision"] == "main"
+    assert load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "float32").commit is None
