@@ -140,5 +140,5 @@ def test_invisible_characters_are_removed():
 
 def test_sound_events_map_exactly_as_upstream():
     got = text.normalize("[humming start] la [humming end] [sing start] la [sing end] [applause] [cheering] [cough]")
-    assert got == ("<SE>[Humming]</SE> la <SE_e>[Humming]</SE_e> <SE_s>[Singing]</SE_s> la <SE_e>[Singing]</SE_e> "
+    assert got == ("<SE_s>[Humming]</SE_s> la <SE_e>[Humming]</SE_e> <SE_s>[Singing]</SE_s> la <SE_e>[Singing]</SE_e> "
                    "<SE>[Applause]</SE> <SE>[Cheering]</SE> <SE>[Cough]</SE>")

@@ -143,6 +143,19 @@ def test_loader_refuses_a_tokenizer_whose_audio_ids_are_shuffled(tiny_model_dir,
     assert "<|AUDIO_OUT|>" in str(err.value)
 
 
+def test_loader_refuses_a_tokenizer_without_the_system_audio_token(tiny_model_dir, tmp_path):
+    """Reference audio in the system turn opens with ``<|audio_bos|>``: a tokenizer that splits it into bytes would
+    feed the model text where it was trained on one special token."""
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        path = dst / "model" / name
+        if path.exists():
+            path.write_text(path.read_text().replace("<|audio_bos|>", "<|audio_bxs|>"))
+    with pytest.raises(ModelLoadError, match="does not match the model config") as err:
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert "<|audio_bos|>" in str(err.value) and "not one special token" in str(err.value)
+
+
 @pytest.mark.parametrize(("folder", "old_type", "setting"), [("model", "higgs_audio", "MODEL_REVISION"),
                                                              ("tokenizer", None, "TOKENIZER_REVISION")])
 def test_loader_refuses_the_old_format_naming_the_revision(tiny_model_dir, tmp_path, folder, old_type, setting):

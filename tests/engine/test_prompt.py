@@ -72,7 +72,7 @@ def test_references_in_the_system_message_with_a_description_beside_them():
                         references_in_system=True)
     text, audio = ctx.prompt("[SPEAKER0] a\n[SPEAKER1] b", []).render()
     assert text == (SYS + "\n\n<|scene_desc_start|>\nAudio is recorded from a quiet room.\n\nSPEAKER0: "
-                    "<|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>\nSPEAKER1: masculine\n<|scene_desc_end|><|eot_id|>"
+                    "<|audio_bos|><|AUDIO_OUT|><|audio_eos|>\nSPEAKER1: masculine\n<|scene_desc_end|><|eot_id|>"
                     + USER + "[SPEAKER0] a\n[SPEAKER1] b<|eot_id|>" + GEN)
     assert len(audio) == 1 and audio[0] is CODES
     history = [AudioTurn("Chunk one.", CODES + 2)]

@@ -129,7 +129,7 @@ def test_descriptions_fill_gaps_and_extend_past_the_references():
     # SPEAKER2 described, no SPEAKER1 description: SPEAKER1 takes its reference's audio; the count reaches 3
     ctx = build_context(None, refs, [], descriptions={"SPEAKER0": " low ", "SPEAKER2": "high"})
     assert ctx.system == DEFAULT_SYSTEM and ctx.references == []
-    assert ctx.scene == ("SPEAKER0: low\nSPEAKER1: <|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>\nSPEAKER2: high")
+    assert ctx.scene == ("SPEAKER0: low\nSPEAKER1: <|audio_bos|><|AUDIO_OUT|><|audio_eos|>\nSPEAKER2: high")
     assert len(ctx.system_audio) == 1 and ctx.system_audio[0] is refs[1].codes
     only_far = build_context("Hall.", [], [], descriptions={"SPEAKER3": "far"})
     assert only_far.scene == "Hall.\n\nSPEAKER3: far"  # speakers without a description or audio get no line

@@ -40,14 +40,14 @@ def test_prompt_command_prints_json_without_loading_a_model(tmp_path, voices_dir
     env = {"MODEL_PATH": str(tmp_path / "no-model"), "TOKENIZER_PATH": str(tmp_path / "no-tok"),
            "VOICES_DIR": str(voices_dir), "VOLUME_ROOT": str(tmp_path / "vol"), "LOG_DIR": str(tmp_path / "logs"),
            "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "higgs_worker.cli", "prompt", "--json", "--voice", "tenor,bass",
+    proc = subprocess.run([sys.executable, "-m", "higgs_worker.cli", "prompt", "--json", "--voice", "tenor",
                            "--text", "[SPEAKER0] Hello.\n[SPEAKER1] Hi there.", "--chunk-method", "speaker",
                            "--speaker-descriptions", '{"SPEAKER1": "masculine; deep"}'],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     chunks = json.loads(proc.stdout)
     assert [c["text"] for c in chunks] == ["[SPEAKER0] Hello.", "[SPEAKER1] Hi there."]
-    assert "SPEAKER1: masculine; deep" in chunks[0]["prompt"] and "SPEAKER0: <|audio_out_bos|><|AUDIO_OUT|>[voice tenor" \
+    assert "SPEAKER1: masculine; deep" in chunks[0]["prompt"] and "SPEAKER0: <|audio_bos|><|AUDIO_OUT|>[voice tenor" \
         in chunks[0]["prompt"]
     bad = subprocess.run([sys.executable, "-m", "higgs_worker.cli", "prompt", "--text", "hi", "--voice", "nobody"],
                          env=env, capture_output=True, text=True, timeout=120)

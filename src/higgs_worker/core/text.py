@@ -18,7 +18,7 @@ _PUNCTUATION = {
 #: Sound-event tags written by users, and the markers the model knows them by.
 SOUND_EVENTS = (
     ("[laugh]", "<SE>[Laughter]</SE>"),
-    ("[humming start]", "<SE>[Humming]</SE>"),  # sic: upstream marks the start of humming this way
+    ("[humming start]", "<SE_s>[Humming]</SE_s>"),  # upstream fixed this in #89 (2025-07-31); it was <SE>
     ("[humming end]", "<SE_e>[Humming]</SE_e>"),
     ("[music start]", "<SE_s>[Music]</SE_s>"),
     ("[music end]", "<SE_e>[Music]</SE_e>"),

@@ -15,6 +15,7 @@ import torch
 
 from ..core.errors import ModelLoadError
 from ..weights.folders import read_source, resolve_device, resolve_dtype
+from .prompt import SYSTEM_AUDIO_BOS
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,11 @@ def check_special_tokens(processor, config) -> None:
              "audio stream bos": (processor.audio_stream_bos_id, config.audio_stream_bos_id),
              "audio stream eos": (processor.audio_stream_eos_id, config.audio_stream_eos_id)}
     wrong = [f"{name}: tokenizer {got}, model {want}" for name, (got, want) in pairs.items() if got != want]
+    tokenizer = processor.tokenizer
+    ids = tokenizer.encode(SYSTEM_AUDIO_BOS, add_special_tokens=False)
+    if len(ids) != 1 or SYSTEM_AUDIO_BOS not in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()):
+        wrong.append(f"{SYSTEM_AUDIO_BOS} (opens reference audio in the system turn): tokenized as {len(ids)} "
+                     "tokens, not one special token")
     if wrong:
         raise ModelLoadError("the text tokenizer does not match the model config (" + "; ".join(wrong) + "); "
                              "MODEL_PATH must hold the tokenizer and config of one revision")

@@ -29,6 +29,10 @@ AUDIO_PLACEHOLDER = "<|AUDIO_OUT|>"
 _HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
 _EOT = "<|eot_id|>"
 _AUDIO_TURN = "<|audio_out_bos|>" + AUDIO_PLACEHOLDER + "<|audio_eos|>"
+#: Reference audio in the system turn is audio *input* upstream (``<|audio_bos|><|AUDIO|><|audio_eos|>``); its codes
+#: take the same embeddings as audio output, so only the opening token differs from an assistant turn.
+SYSTEM_AUDIO_BOS = "<|audio_bos|>"
+_SYSTEM_AUDIO = SYSTEM_AUDIO_BOS + AUDIO_PLACEHOLDER + "<|audio_eos|>"
 GENERATION_PROMPT = _HEADER.format(role="assistant") + "<|audio_out_bos|>"
 
 
@@ -110,7 +114,7 @@ def build_context(scene: str | None, references: list[AudioTurn], speakers: list
             if tag in descriptions:
                 lines.append(f"{tag}: {descriptions[tag].strip()}")
             elif i < len(references):
-                lines.append(f"{tag}: {_AUDIO_TURN}")
+                lines.append(f"{tag}: {_SYSTEM_AUDIO}")
                 audio.append(references[i].codes)
         block = "\n".join(lines)
         return Context(DEFAULT_SYSTEM, f"{scene}\n\n{block}" if scene else block, [], audio)
