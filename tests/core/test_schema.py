@@ -103,3 +103,20 @@ def test_voice_names_are_matched_whole(env):
 
     assert VOICE_NAME.fullmatch("tenor") and VOICE_NAME.fullmatch("tenor\n") is None
     assert is_voice_names("alto, tenor") and not is_voice_names("alto, te nor") and not is_voice_names("a/b")
+
+
+@pytest.mark.parametrize(("ref_audio", "descriptions", "clash"), [
+    ("alto", "warm", "SPEAKER0"),  # one string describes SPEAKER0, who already has a voice
+    ("alto,tenor", {"SPEAKER1": "deep"}, "SPEAKER1"),
+    ("alto,tenor", {"SPEAKER0": "warm", "SPEAKER1": "deep"}, "SPEAKER0, SPEAKER1"),
+])
+def test_a_voice_and_a_description_for_one_speaker_name_both_fields(env, ref_audio, descriptions, clash):
+    with pytest.raises(RequestError) as err:
+        parse(transcript="hi", ref_audio=ref_audio, speaker_descriptions=descriptions)
+    assert err.value.field == "speaker_descriptions"
+    assert clash in err.value.message and "`ref_audio`" in err.value.message
+
+
+def test_voices_and_descriptions_for_different_speakers_go_together(env):
+    got = parse(transcript="hi", ref_audio="alto", speaker_descriptions={"SPEAKER1": "deep"})
+    assert got.ref_audio == "alto" and got.speaker_descriptions == {"SPEAKER1": "deep"}

@@ -64,6 +64,27 @@ def test_long_text_one_generation_per_chunk_and_bounded_buffer(service, spy):
     assert len(result.waveform) == total * 960
 
 
+def test_a_null_buffer_keeps_every_previous_chunk_within_the_models_context(service, spy, monkeypatch):
+    words = " ".join(f"word{i}" for i in range(40))
+    body = dict(transcript=words, chunk_method="word", chunk_max_word_num=10, generation_chunk_buffer_size=None)
+    service.synthesize(request(**body))
+    assert [len(call[0].turns) for call in spy] == [0, 1, 2, 3]  # upstream's default: all the history
+    engine = service.engine
+    sizes = [engine.prompt_tokens(call[0]) for call in spy]
+    spy.clear()
+    # a context that holds a chunk with two previous chunks (each up to 16 frames more or less than another) but
+    # not with three (a previous chunk costs its ten words' tokens besides its frames): the oldest goes first
+    limit = sizes[2] + 16 + 40
+    assert sizes[3] + 16 > limit
+    monkeypatch.setattr(type(engine), "context_limit", property(lambda self: limit))
+    service.synthesize(request(**body))
+    kept = [len(call[0].turns) for call in spy]
+    assert kept == [0, 1, 2, 2]
+    last = spy[3][0]
+    assert last.turns[-1].text.split()[0] == "word20"  # the newest previous chunk is the one kept
+    assert engine.prompt_tokens(last) + 16 <= limit
+
+
 def test_speaker_chunking_with_two_voices(service, spy):
     dialogue = "[SPEAKER0] I can't believe it!\n[SPEAKER1] Oh, come on.\n[SPEAKER0] Really?"
     result = service.synthesize(request(transcript=dialogue, chunk_method="speaker",

@@ -62,7 +62,9 @@ class SpeechRequest(BaseModel):
     chunk_max_word_num: int = Field(200, ge=1, le=2000, description="Words per chunk (`word`, `sentence`; `auto` also "
                                                                      "keeps a chunk within `max_new_tokens`); jieba words for Chinese.")
     chunk_max_num_turns: int = Field(1, ge=1, le=64, description="Speaker turns per chunk with `speaker` (and long dialogue with `auto`).")
-    generation_chunk_buffer_size: int = Field(2, ge=0, le=32, description="Previous chunks whose audio is fed back as context.")
+    generation_chunk_buffer_size: int | None = Field(
+        2, ge=0, le=32, description="Previous chunks whose audio is fed back as context; null keeps every previous "
+                                    "chunk (upstream's default) as far as the model's context allows.")
     format: AudioFormat = Field("wav", description="Output encoding.")
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Playback speed of the result, 0.25 to 4.0: a pitch-preserving "
                                                           "time stretch of the generated audio.")
@@ -194,6 +196,18 @@ class SpeechRequest(BaseModel):
             if len(names) > limit:
                 raise ValueError(f"names {len(names)} voices; the limit is {limit} (MAX_SPEAKERS)")
         return value
+
+    @model_validator(mode="after")
+    def _one_voice_per_speaker(self) -> SpeechRequest:
+        """A speaker gets a reference voice or a description, never both (the description would drop the voice)."""
+        if self.ref_audio is None or not self.speaker_descriptions:
+            return self
+        count = len(voice_names(self.ref_audio)) if is_voice_names(self.ref_audio) else 1
+        both = [f"SPEAKER{i}" for i in range(count) if f"SPEAKER{i}" in self.speaker_descriptions]
+        if both:
+            raise RequestError("speaker_descriptions", f"{', '.join(both)} also has a voice in `ref_audio`: give "
+                                                       "each speaker either a voice or a description, not both")
+        return self
 
     @model_validator(mode="after")
     def _base64_needs_text(self) -> SpeechRequest:

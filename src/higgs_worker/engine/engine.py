@@ -91,6 +91,15 @@ class Engine:
     def num_codebooks(self) -> int:
         return int(self.model.config.num_codebooks)
 
+    @property
+    def context_limit(self) -> int:
+        """Positions the model was built for: prompt plus generated frames must fit."""
+        return int(self.model.config.max_position_embeddings)
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        """Positions ``prompt`` takes (text tokens plus each audio's delay-patterned frames), without running it."""
+        return int(model_inputs(self.processor, prompt)["input_ids"].shape[1])
+
     def close(self) -> None:
         self.scheduler.close()
         if self.codec_batcher is not None:

@@ -54,7 +54,8 @@ def inspect(service, request: SpeechRequest) -> list[ChunkPrompt]:
     history: list[AudioTurn] = []
     out = []
     for index, chunk in enumerate(chunks):
-        kept = history[-buffer:] if buffer else []
+        kept = list(history) if buffer is None else (history[-buffer:] if buffer else [])  # the model may drop
+        # the oldest of them at run time, when they and max_new_tokens would not fit its context
         rendered, audios = context.prompt(chunk, kept).render()
         names = [labels.get(id(a), "") or f"chunk {int(a[0, 0]) + 1} audio, made at run time" for a in audios]
         pieces = rendered.split(AUDIO_PLACEHOLDER)

@@ -155,7 +155,7 @@ class SpeechService:
         for index, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            kept = history[-buffer:] if buffer else []
+            kept = self._history(engine, context, chunk, history, buffer, request.max_new_tokens)
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
             result = self._count(record, engine.finish(job))
@@ -185,6 +185,16 @@ class SpeechService:
                         len(record.truncated_chunks), len(chunks), request.max_new_tokens,
                         ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
         record.timings["generate"] = record.generation_s
+
+    @staticmethod
+    def _history(engine: Engine, context, chunk: str, history: list[AudioTurn], buffer: int | None,
+                 max_new_tokens: int) -> list[AudioTurn]:
+        """The previous chunks fed back with ``chunk``: the last ``buffer`` of them (all with ``None``, as upstream),
+        the oldest dropped first while the prompt and ``max_new_tokens`` would not fit the model's context."""
+        kept = list(history) if buffer is None else (history[-buffer:] if buffer else [])
+        while kept and engine.prompt_tokens(context.prompt(chunk, kept)) + max_new_tokens > engine.context_limit:
+            kept = kept[1:]
+        return kept
 
     @staticmethod
     def _count(record: Record, generation):
