@@ -1,5 +1,7 @@
 """The engine on the tiny model, loaded by the real loader."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,45 @@ def test_loaded_commit_comes_from_the_completion_marker(tiny_model_dir, tmp_path
     loaded = load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
     assert loaded.commit == "a" * 40 and loaded.source["revision"] == "main"
     assert load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "float32").commit is None
+
+
+def _drop_tensor(folder: Path, pick) -> str:
+    """Rewrite ``folder``'s safetensors without one tensor (the first name ``pick`` accepts); returns its name."""
+    from safetensors.torch import load_file, save_file
+
+    path = next(folder.glob("*.safetensors"))
+    tensors = load_file(path)
+    name = next(n for n in sorted(tensors) if pick(n))
+    del tensors[name]
+    save_file(tensors, path, metadata={"format": "pt"})
+    return name
+
+
+@pytest.mark.parametrize(("folder", "setting", "pick"), [
+    ("model", "MODEL_PATH", lambda n: "layers.0." in n and n.endswith("weight")),
+    ("tokenizer", "TOKENIZER_PATH", lambda n: "decoder" in n and n.endswith("weight")),
+])
+def test_a_checkpoint_missing_a_tensor_refuses_to_load_naming_it(tiny_model_dir, tmp_path, folder, setting, pick,
+                                                                  caplog):
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    name = _drop_tensor(dst / folder, pick)
+    with pytest.raises(ModelLoadError, match="loaded incompletely") as err:
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert setting in str(err.value) and "1 missing" in str(err.value) and name in str(err.value)
+    with caplog.at_level("WARNING"):
+        loaded = load_model(dst / "model", dst / "tokenizer", "cpu", "float32", strict=False)  # STRICT_WEIGHTS=false
+    assert loaded.model is not None and any(name in r.getMessage() for r in caplog.records)
+
+
+def test_a_checkpoint_with_an_extra_tensor_refuses_to_load(tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dst = _copy_tiny(tiny_model_dir, tmp_path)
+    path = next((dst / "model").glob("*.safetensors"))
+    tensors = load_file(path)
+    tensors["model.stray_projection.weight"] = torch.zeros(2, 2)
+    save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="1 unexpected") as err:
+        load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
+    assert "stray_projection" in str(err.value)

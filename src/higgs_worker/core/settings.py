@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(8, ge=1, le=256, description="Most requests decoded together in one batch.")
     kv_cache_tokens: int = Field(2048, ge=256, description="Initial positions per row of the slot KV cache (grows when a prompt needs more).")
     decode_path: Literal["eager", "fast"] = Field("eager", description="The decode step. `eager`: on each batch's own shapes. `fast`: on fixed shapes (batch padded to 1, 2, 4, ... 64 rows), captured once per shape as a CUDA graph and replayed on a GPU; the same greedy codes as `eager`, and the same seeded ones up to rounding (a long run may part at a draw on a boundary). `eager` stays the default until `scripts/gpu-check.sh` has passed on a GPU.")
+    strict_weights: bool = Field(True, description="Refuse to load a model or codec whose checkpoint leaves a weight uninitialised (random), holds one the class does not use, or has one of the wrong shape; the error names the first few. `false` loads it anyway with a warning.")
     compile_decode: bool = Field(False, description="GPU only, eager path: `torch.compile` the decode step (experimental).")
     warmup: bool = Field(True, description="Run one short generation at load so the first request pays no warm-up.")
     fitness_min_free_gpu_gb: float = Field(12.0, ge=0, description="Fitness check (`higgs-worker check`, and the RunPod worker before its first job): least GPU memory, in GiB, free or already held by this worker.")

@@ -91,8 +91,33 @@ def check_special_tokens(processor, config) -> None:
                              "MODEL_PATH must hold the tokenizer and config of one revision")
 
 
-def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load model, text tokenizer, feature extractor and codec from local folders, offline."""
+def check_complete(what: str, folder: Path, info: dict) -> None:
+    """Every weight of the class came from the checkpoint, and nothing in the checkpoint went unused.
+
+    A tensor transformers had to initialise itself is random: the model still loads and still makes audio of the
+    right shape, which is noise, and passes every other check. So a missing, unexpected or mis-shaped tensor
+    refuses the load, naming the first few."""
+    problems = []
+    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
+                       ("mismatched_keys", "mis-shaped")):
+        names = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(key) or ())
+        if names:
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            problems.append(f"{len(names)} {label} ({shown})")
+    if info.get("error_msgs"):
+        problems.append("errors: " + "; ".join(str(m) for m in info["error_msgs"][:2]))
+    if problems:
+        raise ModelLoadError(f"{what} {folder} loaded incompletely: " + "; ".join(problems) + ". A tensor the "
+                             "checkpoint does not provide would be random and the audio noise; fetch the folder "
+                             "again (`higgs-worker fetch-models`), or set STRICT_WEIGHTS=false to load it anyway")
+
+
+def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dtype: str = "auto",
+               strict: bool = True) -> LoadedModel:
+    """Load model, text tokenizer, feature extractor and codec from local folders, offline.
+
+    ``strict`` (``STRICT_WEIGHTS``) refuses a model or codec whose checkpoint leaves a weight uninitialised, or
+    holds one the class does not use (:func:`check_complete`); off, the same finding is a warning."""
     import time
 
     from transformers import (
@@ -117,14 +142,22 @@ def load_model(model_path: Path, tokenizer_path: Path, device: str = "auto", dty
             features = DacFeatureExtractor.from_pretrained(model_path, local_files_only=True)
         else:
             features = DacFeatureExtractor(feature_size=1, sampling_rate=24000, hop_length=960)
-        codec = HiggsAudioV2TokenizerModel.from_pretrained(tokenizer_path, local_files_only=True)
+        codec, codec_info = HiggsAudioV2TokenizerModel.from_pretrained(tokenizer_path, local_files_only=True,
+                                                                       output_loading_info=True)
         codec = codec.to(dev).eval()  # the codec stays float32: it is small and bf16 costs fidelity
         processor = HiggsAudioV2Processor(features, text_tokenizer, codec)
-        model = HiggsAudioV2ForConditionalGeneration.from_pretrained(
-            model_path, local_files_only=True, dtype=dt
-        ).to(dev).eval()
+        model, model_info = HiggsAudioV2ForConditionalGeneration.from_pretrained(
+            model_path, local_files_only=True, dtype=dt, output_loading_info=True)
+        model = model.to(dev).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"could not load the model: {exc}") from exc
+    for what, folder, info in (("MODEL_PATH", model_path, model_info), ("TOKENIZER_PATH", tokenizer_path, codec_info)):
+        try:
+            check_complete(what, folder, info)
+        except ModelLoadError as exc:
+            if strict:
+                raise
+            log.warning("STRICT_WEIGHTS=false: loading anyway, though %s", exc)
     check_special_tokens(processor, model.config)
     loaded = LoadedModel(model=model, processor=processor, device=dev, dtype=dt,
                          load_s=time.perf_counter() - start, source=read_source(model_path))

@@ -58,7 +58,8 @@ def engine_factory(settings: Settings):
                 raise ModelLoadError(f"MODEL_PATH folder {settings.model_path} is empty and fetching "
                                      f"{settings.model_repo} failed: {exc.__class__.__name__}: {exc} "
                                      "(run `higgs-worker fetch-models`)") from exc
-        loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype)
+        loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype,
+                            strict=settings.strict_weights)
         cuda = loaded.device.type == "cuda"
         return Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
                       compile_decode=settings.compile_decode and cuda, fast_decode=settings.decode_path == "fast",
