@@ -225,3 +225,31 @@ def test_a_checkpoint_with_an_extra_tensor_refuses_to_load(tiny_model_dir, tmp_p
     with pytest.raises(ModelLoadError, match="1 unexpected") as err:
         load_model(dst / "model", dst / "tokenizer", "cpu", "float32")
     assert "stray_projection" in str(err.value)
+
+
+def test_rows_stop_at_upstreams_end_column_alone_and_batched(engine):
+    """Each row stops at the column upstream ends its audio (codes.chunk_end), whether it runs alone or beside
+    others, and its codes are those the whole decode and the streaming reverter cut from its frames."""
+    from higgs_worker.engine.codes import chunk_end
+    from higgs_worker.engine.streaming import DelayReverter
+
+    sampling = Sampling(temperature=1.0, max_new_tokens=300)
+    seeds = range(6)
+    alone = []
+    for seed in seeds:
+        job = engine.start(Prompt(text="Hello there."), sampling, seed)
+        alone.append((job, engine.finish(job)))
+    jobs = [engine.start(Prompt(text="Hello there."), sampling, seed) for seed in seeds]
+    batched = [(job, engine.finish(job)) for job in jobs]
+    ended = 0
+    for (job_a, gen_a), (job_b, gen_b) in zip(alone, batched, strict=True):
+        assert torch.equal(gen_a.codes, gen_b.codes)
+        frames = torch.stack(job_a.frames)
+        if not gen_a.truncated:
+            ended += 1
+            assert len(job_a.frames) - 1 == chunk_end(frames)  # not one column more or less
+        reverter = DelayReverter(engine.num_codebooks)
+        pieces = [reverter.push(f) for f in frames]
+        streamed = torch.cat(pieces + [reverter.close(truncated=gen_a.truncated)])
+        assert torch.equal(streamed, gen_a.codes)
+    assert ended >= 3  # the tiny model ends most of these well before 300 frames

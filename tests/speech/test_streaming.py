@@ -45,7 +45,7 @@ def test_delay_reverter_equals_generated_codes():
     for delayed in (with_delay(codes, 8), with_delay(codes, 8)[:20]):  # ended, and cut off before the end
         reverter = DelayReverter(8)
         pieces = [reverter.push(frame) for frame in delayed]
-        streamed = torch.cat(pieces)
+        streamed = torch.cat(pieces + [reverter.close(truncated=not reverter.ended)])
         assert torch.equal(streamed, generated_codes(delayed))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.errors import DeviceFault
+from .codes import end_column
 from .prefill import PiecewisePrefill
 from .sampling import DelayState, RowSettings, SlotState, choose_frames
 from .static_step import StaticStep, bucket_for
@@ -93,6 +94,7 @@ class Job:
     first_frame_s: float | None = None
     finished_s: float = 0.0
     ended_at_eos: bool = False  # False when the row stopped at max_new_tokens (or was cancelled) instead
+    end_step: int | None = None  # the column the audio ends at (codes.end_column), once a codebook drew the EOS
 
 
 @dataclass(eq=False)
@@ -361,8 +363,9 @@ class Scheduler:
             self._remove(row)
 
     def _take(self, row: _Row, frame: torch.Tensor, at_eos: bool | None = None) -> bool:
-        """Record the row's next frame (``at_eos``: whether it is all stream EOS, if known); False when the row
-        has finished."""
+        """Record the row's next frame (``at_eos``: whether any codebook drew the stream EOS, if known); False when
+        the row has finished: at the column upstream ends the audio (:func:`~.codes.end_column`), or at
+        ``max_new_tokens``."""
         row.steps += 1
         job = row.job
         job.frames.append(frame)
@@ -371,11 +374,16 @@ class Scheduler:
         if job.on_frame is not None:
             job.on_frame(frame)
         if at_eos is None:
-            at_eos = bool((frame == self.stream_eos).all())
-        if job.stop_at_eos and at_eos:
-            job.ended_at_eos = True
-            self._finish(row)
-            return False
+            at_eos = bool((frame == self.stream_eos).any())
+        if job.stop_at_eos and (job.end_step is not None or at_eos):
+            column = len(job.frames) - 1
+            if job.end_step is None:
+                lowest = int((frame == self.stream_eos).nonzero()[0, 0])
+                job.end_step = end_column(column, lowest, frame.shape[-1])
+            if column >= job.end_step:
+                job.ended_at_eos = True
+                self._finish(row)
+                return False
         if row.steps >= job.max_new_tokens:
             self._finish(row)
             return False
@@ -408,7 +416,7 @@ class Scheduler:
         if self.on_step is not None:
             self.on_step(n)
         finished = []
-        at_eos = (frames == self.stream_eos).all(dim=1).tolist()  # once for the batch, not per row
+        at_eos = (frames == self.stream_eos).any(dim=1).tolist()  # once for the batch, not per row
         for i, row in enumerate(rows):
             if i in failed:
                 continue

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .codes import end_column
+
 LEFT_CONTEXT_FRAMES = 12
 RIGHT_CONTEXT_FRAMES = 8
 
@@ -52,10 +54,13 @@ class StreamDecoder:
 
 
 class DelayReverter:
-    """Delay-patterned frames in (the all-BOS frame first), plain frames out as soon as they are complete.
+    """Delay-patterned frames in (the all-BOS frame first), plain frames out as soon as they are known to be kept.
 
-    Codebook k of frame t arrives at step t + 1 + k, so frame t is complete when step t + 8 has run. The output
-    equals :func:`higgs_worker.engine.codes.generated_codes` of all the frames, piece by piece.
+    Codebook k of plain frame t arrives at column t + 1 + k, so frame t is complete at column t + K. The audio ends
+    at :func:`~.codes.end_column` (known from the first column where a codebook draws the EOS), and, as upstream,
+    the frame that column completes is dropped; a generation cut at ``max_new_tokens`` drops its last complete
+    frame instead, so the newest frame is held back until the next column, or :meth:`close`, says it is kept. The
+    output equals :func:`~.codes.generated_codes` of all the frames, piece by piece.
     """
 
     def __init__(self, num_codebooks: int, bos: int = 1024, eos: int = 1025) -> None:
@@ -64,20 +69,35 @@ class DelayReverter:
         self.eos = eos
         self.rows: list[torch.Tensor] = []
         self.ended = False
+        self.end: int | None = None  # the last column, once a codebook drew the EOS
+        self._held: torch.Tensor | None = None
+
+    def _none(self) -> torch.Tensor:
+        return torch.zeros((0, self.k), dtype=torch.long)
 
     def push(self, frame: torch.Tensor) -> torch.Tensor:
         if self.ended:
-            return torch.zeros((0, self.k), dtype=torch.long)
-        if bool((frame == self.eos).all()):
-            self.ended = True
-            return torch.zeros((0, self.k), dtype=torch.long)
-        self.rows.append(frame.to(torch.long).cpu())
-        r = len(self.rows) - 1
-        if r < self.k:
-            return torch.zeros((0, self.k), dtype=torch.long)
-        t = r - self.k
-        plain = torch.stack([self.rows[t + 1 + i][i] for i in range(self.k)])
-        return plain.clamp(0, self.bos - 1)[None]
+            return self._none()
+        frame = frame.to(torch.long).cpu()
+        column = len(self.rows)
+        self.rows.append(frame)
+        hits = (frame == self.eos).nonzero()
+        if self.end is None and len(hits):
+            self.end = end_column(column, int(hits[0, 0]), self.k)
+        if self.end is not None and column >= self.end:
+            self.ended = True  # this column completes the dropped frame; the held one is kept
+            return self.close(truncated=False)
+        if column < self.k:
+            return self._none()
+        t = column - self.k
+        plain = torch.stack([self.rows[t + 1 + i][i] for i in range(self.k)]).clamp(0, self.bos - 1)[None]
+        out, self._held = (self._held if self._held is not None else self._none()), plain
+        return out
+
+    def close(self, truncated: bool) -> torch.Tensor:
+        """The frame held back: kept unless the generation was cut at ``max_new_tokens`` (``truncated``)."""
+        held, self._held = self._held, None
+        return held if held is not None and not truncated else self._none()
 
 
 #: Frames decoded together while streaming: a small first group for early audio, larger ones after.
@@ -109,7 +129,8 @@ def stream_job(job, frames: queue.Queue, decoder: StreamDecoder, num_codebooks: 
             waiting = []
             if piece.size:
                 yield piece
-    if waiting:
+    waiting.append(reverter.close(truncated=not reverter.ended))
+    if sum(p.shape[0] for p in waiting):
         piece = decoder.push(torch.cat(waiting))
         if piece.size:
             yield piece
