@@ -33,7 +33,8 @@ SLOW_FILES_FIRST = (
     "test_cli.py", "test_faults.py", "test_policies.py", "test_speech_check_server.py", "test_long_form.py",
     "test_fatal.py", "test_first_run.py", "test_gpu_check.py", "test_auth_routes.py", "test_text_hygiene_server.py",
     "test_http.py", "test_hostile_inputs.py", "test_deploy.py", "test_scheduler.py", "test_asr_fetch.py",
-    "test_fitness.py", "test_fetch.py", "test_prompt_view.py", "test_lb.py", "test_webhooks.py", "test_storage.py",
+    "test_fitness.py", "test_fetch.py", "test_upstream_parity.py", "test_prompt_view.py", "test_lb.py",
+    "test_webhooks.py", "test_storage.py",
     "test_static_step.py", "test_ssrf.py", "test_properties.py",
 )
 

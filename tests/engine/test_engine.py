@@ -48,22 +48,35 @@ def test_same_seed_same_codes_different_seed_differs(engine):
 
 
 def test_greedy_codes_equal_a_direct_generate_on_processor_inputs(engine):
-    """Fidelity: the engine's path gives what ``model.generate`` gives on the processor's own inputs."""
+    """Fidelity: the engine's path gives what ``model.generate`` gives on the same inputs, cut by the same rule
+    (upstream's end of a chunk, :func:`~higgs_worker.engine.codes.generated_codes`), and decodes as the
+    processor decodes those codes."""
+    from higgs_worker.engine.codes import with_delay
+
     rng = np.random.default_rng(1)
     wave = (rng.standard_normal(36000) * 0.1).astype(np.float32)
     prompt = Prompt(text="Fidelity check.", scene="A quiet room.",
                     turns=[AudioTurn("Reference.", engine.encode_reference(wave))])
     ours = engine.generate(prompt, GREEDY, seed=0)
 
-    text, _ = prompt.render()
-    inputs = engine.processor(text=text, audio=[wave], return_tensors="pt", add_special_tokens=False)
+    inputs = model_inputs(engine.processor, prompt)  # equal to the processor's, given the same codes
     out = engine.model.generate(**inputs, do_sample=False, max_new_tokens=GREEDY.max_new_tokens,
                                 return_dict_in_generate=True)
     direct = generated_codes(out.audio_sequences[0, inputs["audio_input_ids"].shape[1]:])
     assert ours.codes.shape[0] > 0
     assert torch.equal(ours.codes, direct)
-    reference_audio = engine.processor.batch_decode(out.audio_sequences[:, inputs["audio_input_ids"].shape[1]:])[0]
+    reference_audio = engine.processor.batch_decode(with_delay(ours.codes, engine.num_codebooks)[None])[0]
     assert np.allclose(engine.decode(ours.codes), reference_audio.numpy(), atol=1e-6)
+
+
+def upstream_frames(codec, n: int) -> int:
+    """Frames upstream's tokenizer makes from ``n`` samples: the semantic count floor((n + 841) / 960), or the
+    acoustic count of the input padded 320 a side where that is shorter (the longer branch is cut)."""
+    from higgs_worker.engine.codec_encode import acoustic_frames
+
+    semantic = (n + 841) // 960
+    acoustic = acoustic_frames(codec, n)
+    return semantic if acoustic == semantic else min(semantic, acoustic_frames(codec, n + 640))
 
 
 def test_reference_codes_are_encoded_once_and_reach_the_prompt(engine):
@@ -73,7 +86,7 @@ def test_reference_codes_are_encoded_once_and_reach_the_prompt(engine):
     codes = engine.encode_reference(wave)
     again = engine.encode_reference(wave.copy())
     assert engine.reference_encodes == before + 1 and again is codes
-    assert codes.shape == (int(np.ceil(30000 / 960)), 8)
+    assert codes.shape == (upstream_frames(engine.processor.audio_tokenizer, 30000), 8)
     inputs = model_inputs(engine.processor, Prompt(text="x", turns=[AudioTurn("y", codes)]))
     delayed = inputs["audio_input_ids"][0]
     assert torch.equal(generated_codes(delayed), codes)
@@ -100,20 +113,42 @@ def test_very_short_codes_decode(engine: Engine):
         assert wave.shape == (frames * 960,)
 
 
-def test_reference_is_encoded_unpadded_like_the_processor(engine):
-    """A reference whose length is not a multiple of the hop gets the codes the processor's own audio path gives
-    (``padding=False``), not extra frames of padding."""
-    hop = engine.processor.feature_extractor.hop_length
+def _acoustic_inputs(engine, wave) -> tuple[torch.Tensor, list[int]]:
+    """Codes of ``wave`` and the lengths the codec's acoustic encoder was given while making them."""
+    seen: list[int] = []
+    hook = engine.processor.audio_tokenizer.acoustic_encoder.register_forward_pre_hook(
+        lambda module, args: seen.append(int(args[0].shape[-1])))
+    try:
+        codes = engine.encode_reference(wave)
+    finally:
+        hook.remove()
+    return codes, seen
+
+
+def test_reference_encoding_pads_and_cuts_as_upstreams_tokenizer(engine):
+    """Upstream encodes the acoustic branch as it is when its frame count matches the semantic branch's, and
+    otherwise on the input padded with 160 * semantic_downsample_factor (320) zeros a side, cut to the semantic
+    count; transformers pads hop / 2 (480). Upstream's frame count is floor((n + 841) / 960)."""
+    from higgs_worker.engine.codec_encode import acoustic_frames
+
+    codec = engine.processor.audio_tokenizer
     rng = np.random.default_rng(3)
-    wave = (0.2 * rng.standard_normal(hop * 12 + hop // 3)).astype(np.float32)
-    ours = engine.encode_reference(wave)
-    processor = engine.processor
-    inputs = processor(text=[f"x {processor.audio_token}"], audio=[wave], return_tensors="pt")
-    theirs = inputs["audio_input_ids"][0]  # delay-patterned, with stream bos/eos: revert to plain codes
-    plain = generated_codes(theirs, processor.audio_stream_bos_id, processor.audio_stream_eos_id)
-    assert torch.equal(ours, plain)
-    padded = processor.feature_extractor(wave, sampling_rate=24000, padding=True, return_tensors="pt")
-    assert padded["input_values"].shape[-1] > len(wave)  # the padded path would have differed
+    matching = next(n for n in range(960 * 10, 960 * 11) if acoustic_frames(codec, n) == (n + 841) // 960)
+    padding = next(n for n in range(960 * 10, 960 * 11) if acoustic_frames(codec, n) != (n + 841) // 960)
+    for n, padded in ((matching, matching), (padding, padding + 640)):
+        wave = (0.2 * rng.standard_normal(n)).astype(np.float32)
+        codes, seen = _acoustic_inputs(engine, wave)
+        assert seen == [padded]  # the acoustic encoder saw exactly upstream's input, once
+        # the semantic count, or the acoustic one where padding still leaves it short (cut at the end)
+        assert codes.shape == (min((n + 841) // 960, acoustic_frames(codec, padded)), engine.num_codebooks)
+        processor = engine.processor
+        inputs = processor(text=[f"x {processor.audio_token}"], audio=[wave], return_tensors="pt")
+        theirs = generated_codes(torch.cat([inputs["audio_input_ids"][0], inputs["audio_input_ids"][0][-1:]]),
+                                 processor.audio_stream_bos_id, processor.audio_stream_eos_id)
+        if n == matching:
+            assert torch.equal(codes, theirs)  # no padding: the transformers path is upstream's
+        else:
+            assert not torch.equal(codes, theirs)  # padded 480 a side there: shifted acoustic frames
 
 
 def test_a_generation_cut_at_max_new_tokens_says_truncated(engine):

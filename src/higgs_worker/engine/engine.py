@@ -16,6 +16,7 @@ import torch
 
 from ..core.errors import Cancelled, DeviceFault, EngineError
 from .codec_batch import CodecBatcher
+from .codec_encode import encode_like_upstream
 from .codes import generated_codes
 from .loader import LoadedModel
 from .prompt import Prompt, model_inputs
@@ -129,7 +130,7 @@ class Engine:
             try:
                 values = features["input_values"].to(self.loaded.device)
                 with torch.inference_mode():
-                    codes = self.processor.audio_tokenizer.encode(values).audio_codes[0].transpose(0, 1).cpu()
+                    codes = encode_like_upstream(self.processor.audio_tokenizer, values)[0].transpose(0, 1).cpu()
             except RuntimeError as exc:
                 self._codec_failed(exc)
                 raise

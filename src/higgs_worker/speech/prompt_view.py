@@ -1,7 +1,7 @@
 """The prompt inspector: what the model is told for each chunk of a request, without running the model.
 
 Every chunk's prompt is rendered exactly as generation renders it; audio is shown as a labelled placeholder:
-a reference voice with its frame count (from its length: the codec makes one frame per 960 samples, rounded),
+a reference voice with its frame count (from its length, by the real codec's arithmetic),
 a previous chunk's audio as made at run time.
 """
 
@@ -34,7 +34,10 @@ class ChunkPrompt:
 
 
 def reference_frames(samples: int) -> int:
-    return int(samples / HOP + 0.5)
+    """Frames the real codec makes from ``samples`` 24 kHz samples, as upstream's tokenizer encodes a reference:
+    its semantic branch's count (HuBERT's convolutions at 16 kHz, every second feature), to which the acoustic
+    branch is padded and cut (:mod:`higgs_worker.engine.codec_encode`)."""
+    return (samples + 841) // HOP
 
 
 def inspect(service, request: SpeechRequest) -> list[ChunkPrompt]:
