@@ -105,3 +105,36 @@ def test_streamed_speech_encodes_at_the_engines_rate(service, encode_stream_call
     assert response.status_code == 200 and response.content
     assert len(encode_stream_calls) == 1
     assert encode_stream_calls[0].get("sample_rate") == service.engine.sample_rate
+
+
+def test_the_stream_context_covers_the_real_codecs_reach():
+    """The full-size codec's decoder layout (as the published tokenizer converts to transformers), built without
+    weights: one code frame reaches 10 frames each side, and the windows give at least that."""
+    from transformers import DacConfig, HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
+
+    from higgs_worker.engine.streaming import LEFT_CONTEXT_FRAMES, RIGHT_CONTEXT_FRAMES, decoder_reach
+
+    acoustic = DacConfig(encoder_hidden_size=64, downsampling_ratios=[8, 5, 4, 2, 3], decoder_hidden_size=1024,
+                         upsampling_ratios=[8, 5, 4, 2, 3], hidden_size=256)
+    config = HiggsAudioV2TokenizerConfig(acoustic_model_config=acoustic.to_dict())
+    with torch.device("meta"):
+        codec = HiggsAudioV2TokenizerModel(config)
+    assert config.hop_length == 960
+    left, right = decoder_reach(codec.acoustic_decoder, 960)
+    assert (left, right) == (10, 10)
+    assert LEFT_CONTEXT_FRAMES >= left and RIGHT_CONTEXT_FRAMES >= right
+
+
+def test_the_measured_reach_of_the_tiny_codec_is_the_computed_one(engine):
+    """Perturb one code frame and see how far the decoded audio moves: never past the computed reach."""
+    from higgs_worker.engine.streaming import decoder_reach
+
+    codec = engine.processor.audio_tokenizer
+    left, right = decoder_reach(codec.acoustic_decoder, 960)
+    codes = torch.randint(0, 1024, (40, 8), generator=torch.Generator().manual_seed(9))
+    other = codes.clone()
+    other[20] = (other[20] + 512) % 1024
+    moved = np.nonzero(np.abs(engine.decode(codes) - engine.decode(other)) > 0)[0]
+    assert len(moved)
+    first, last = moved[0] // 960, moved[-1] // 960
+    assert 20 - first <= right and last - 20 <= left
