@@ -173,7 +173,7 @@ def test_http_server_turns_unhealthy_and_refuses_work_after_a_fault(model_env, t
 
 
 def test_runpod_worker_answers_refresh_worker_and_exits(model_env, tmp_path):
-    from test_runpod_worker import worker
+    from servers import runpod_worker as worker
 
     with FakeRunPod() as plane:
         plane.add_job("job-fatal", {"transcript": "This one meets a broken GPU.", "max_new_tokens": 40,

@@ -104,3 +104,43 @@ def test_a_bad_envelope_is_refused_before_anything_is_queued(http, envelope, mes
     assert sync.status_code == 400
     after = http.get("/health").json()["jobs"]
     assert after["inQueue"] == before["inQueue"] and after["completed"] == before["completed"]
+
+
+def test_jobs_belong_to_the_key_that_made_them(service):
+    """Any key could cancel, read or purge another key's jobs. Now another key gets 404 and purges only its own,
+    unless API_KEYS_SHARE_JOBS says the keys are one tenant."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from higgs_worker.http import create_app
+
+    settings = service.settings
+    settings.api_keys, settings.max_batch_size = SecretStr("key-a-0001,key-b-0002"), 1  # one job runs at a time
+    settings.max_chunks = 1000  # as the server above: LONG's one-word chunks
+    a, b = {"Authorization": "Bearer key-a-0001"}, {"Authorization": "Bearer key-b-0002"}
+    app = create_app(settings, service)
+    with TestClient(app) as client:
+        def state(job, key=a):
+            return client.get(f"/status/{job['id']}", headers=key).json()["status"]
+
+        running = client.post("/run", json={"input": LONG}, headers=a).json()
+        try:
+            wait_until(lambda: state(running) == "IN_PROGRESS", 30, "the long job to start")
+            queued = client.post("/run", json={"input": SHORT}, headers=a).json()
+            refused = client.post("/run", json={"input": {"transcript": ""}}, headers=a).json()
+            assert state(queued) == "IN_QUEUE" and state(refused) == "FAILED"
+            for job in (running, queued, refused):
+                for method, path in (("GET", "/status"), ("GET", "/stream"), ("POST", "/cancel"), ("POST", "/retry")):
+                    answer = client.request(method, f"{path}/{job['id']}", headers=b)
+                    assert answer.status_code == 404 and job["id"] in answer.json()["error"]["message"], answer.text
+            assert state(running) == "IN_PROGRESS" and state(queued) == "IN_QUEUE"  # b's cancels did nothing
+            assert client.post("/purge-queue", headers=b).json()["removed"] == 0 and state(queued) == "IN_QUEUE"
+            assert client.post("/purge-queue", headers=a).json()["removed"] == 1 and state(queued) == "CANCELLED"
+            assert client.post(f"/cancel/{running['id']}", headers=a).json()["status"] == "CANCELLED"
+        finally:  # never leave the long job to run out its 600 chunks at shutdown
+            app.state.jobs.purge_queue()
+            app.state.jobs.cancel(running["id"])
+    settings.api_keys_share_jobs = True
+    with TestClient(create_app(settings, service)) as client:
+        job = client.post("/run", json={"input": {"transcript": ""}}, headers=a).json()
+        assert client.get(f"/status/{job['id']}", headers=b).json()["error"] == job["error"]  # one tenant

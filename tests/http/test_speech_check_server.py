@@ -24,7 +24,7 @@ def server(tiny_model_dir, s3, tmp_path_factory):
     root = tmp_path_factory.mktemp("checks")
     srv = Server({"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
                   "ASR": "on", "ASR_PATH": str(tiny_model_dir / "asr"), "LOG_DIR": str(root / "logs"),
-                  "VOLUME_ROOT": str(root / "vol"), **s3.env()}, root)
+                  "VOLUME_ROOT": str(root / "vol"), **s3.env(), "S3_ALLOWED_BUCKETS": "audio-out"}, root)
     try:
         srv.wait_ready()
         yield srv

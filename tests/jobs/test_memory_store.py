@@ -289,3 +289,46 @@ def test_a_failing_end_listener_does_not_keep_the_job_from_ending():
     job = finished(store, store.submit({}, on_end=broken))
     assert job.status == COMPLETED
     store.shutdown()
+
+
+def test_refused_jobs_never_take_a_finished_jobs_retention_slot():
+    """The probe: 1000 invalid /run calls pushed a finished result out (its owner got 404)."""
+    store = make_store(lambda job, emit: {"n": job.input}, retain_max=5, retain_bytes=10_000)
+    victim = finished(store, store.submit(1))
+    refused = [store.reject(f"transcript: must not be empty ({i}) " + "x" * 900) for i in range(40)]
+    assert store.get(victim.id) is victim and victim.output == {"n": 1}
+    assert store.retained()[0] == 1  # refusals are not counted among the finished jobs, by count or by bytes
+    assert store.get(refused[-1].id) is refused[-1] and store.get(refused[0].id) is None  # the newest 5 stay
+    assert sum(store.get(j.id) is not None for j in refused) == 5
+    assert store.counts()["jobs"]["failed"] == 40
+    store.shutdown()
+
+
+def test_a_refused_jobs_ttl_and_retention_forget_it():
+    store = make_store(lambda job, emit: {}, retention_s=3600)
+    short = store.reject("x: unknown field", ttl_s=0.2)
+    wait_until(lambda: store.get(short.id) is None, 10, "the ttl to pass")
+    assert short.id not in store._refused  # nothing is held for it any more
+    store.retention_s = 0.2
+    old = store.reject("y: unknown field")
+    wait_until(lambda: store.get(old.id) is None, 10, "the retention to pass")
+    store.shutdown()
+
+
+def test_jobs_belong_to_their_tenant():
+    release = threading.Event()
+    store = make_store(lambda job, emit: release.wait(30) and {"ok": True}, workers=1)
+    running = store.submit("blocker", tenant="tenant-a")
+    wait_until(lambda: running.status == "IN_PROGRESS", 10, "the first job to start")
+    mine = store.submit("mine", tenant="tenant-a")
+    theirs = store.submit("theirs", tenant="tenant-b")
+    refused = store.reject("transcript: must not be empty", tenant="tenant-a")
+    for job in (running, mine, refused):
+        assert store.get(job.id, "tenant-b") is None and store.get(job.id, "tenant-a") is job
+        assert store.cancel(job.id, "tenant-b") is None and store.retry(job.id, "tenant-b") is None
+        assert store.get(job.id) is job  # no tenant: keys are one tenant, every job is seen
+    assert mine.status == "IN_QUEUE" and not running.cancel.is_set()  # the other tenant's cancels did nothing
+    assert store.purge_queue("tenant-b") == 1 and theirs.status == CANCELLED and mine.status == "IN_QUEUE"
+    assert store.purge_queue("tenant-a") == 1 and mine.status == CANCELLED
+    release.set()
+    store.shutdown()

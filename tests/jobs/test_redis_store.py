@@ -198,27 +198,33 @@ def test_retention_caps_and_ttl_are_redis_expiry(redis_server):
 
 def test_a_lapsed_lease_runs_the_job_again_and_then_fails_it_with_a_webhook_once(redis_server):
     told = []
+    stale_told = []
     hang = threading.Event()
 
     def stuck(job, emit):  # a replica that stops heartbeating: its watcher is stopped below
         hang.wait(30)
         return {"late": True}
 
-    dead = make_store(redis_server.url, stuck, workers=1, max_attempts=2)
+    def hears(into):
+        return lambda url, view, read: into.append((url, view, read()))
+
+    dead = make_store(redis_server.url, stuck, workers=1, max_attempts=2, notify=hears(stale_told))
     dead._stop_watch.set()  # no more lease renewals: as if the process were frozen or killed
     dead._watcher.join(5)
     job = dead.submit({"n": 1}, webhook="https://example.invalid/hook")
     wait_until(lambda: dead.get(job.id).status == "IN_PROGRESS", 10, "the job to start")
     dead._stop.set()  # and it takes nothing more
-    alive = make_store(redis_server.url, lambda job, emit: {"n": job.input["n"]}, workers=1,
-                       notify=lambda url, view: told.append((url, view)))
+    alive = make_store(redis_server.url, lambda job, emit: {"n": job.input["n"]}, workers=1, notify=hears(told))
     try:
         assert final(alive, job.id, 20).status == COMPLETED  # re-run by the live replica
-        hang.set()
-        time.sleep(0.5)
-        assert alive.get(job.id).output == {"n": 1}  # the stale replica's late end was refused
         wait_until(lambda: len(told) == 1, 10, "the webhook")
-        assert told[0][1]["status"] == COMPLETED
+        hang.set()  # the stale replica's work ends now and it tries to write its end ...
+        dead._pool.shutdown(wait=True)  # ... which is refused; its run (and any webhook it would send) is over
+        assert alive.get(job.id).output == {"n": 1}  # the stale replica's late end was refused
+        assert stale_told == []  # and a replica whose final write was refused never announces the job
+        _, view, current = told[0]
+        assert view["status"] == COMPLETED and "output" not in view  # the delivery holds no copy of the output
+        assert current["output"] == {"n": 1}  # it reads it from Redis when it is sent
         # past the attempt count: FAILED with the reason, told once
         hang.clear()
         dead2 = make_store(redis_server.url, stuck, workers=1, max_attempts=1)
@@ -244,6 +250,107 @@ def test_a_lapsed_lease_runs_the_job_again_and_then_fails_it_with_a_webhook_once
         hang.set()
         dead.shutdown()
         alive.shutdown()
+
+
+def test_a_takeover_never_splices_a_read_stream_it_fails_the_job_and_reruns_an_unread_one(redis_server):
+    """The probe: a reader got chunks 0-21, then chunk 0 again with a second WAV header, and the job ended COMPLETED.
+    A stream that has handed out pieces is never started over: the job ends FAILED with the reason. A stream
+    nobody has read yet is run again from the start, the stale replica's unread pieces dropped."""
+    hang = threading.Event()
+
+    def first_run(job, emit):  # three pieces, then the replica freezes
+        for i in range(3):
+            emit({"chunk_index": i, "by": "stale"})
+        hang.wait(30)
+        return {"stream_chunks": 3}
+
+    def second_run(job, emit):
+        for i in range(5):
+            emit({"chunk_index": i, "by": "alive"})
+        return {"stream_chunks": 5}
+
+    dead = make_store(redis_server.url, first_run, workers=2)
+    dead._stop_watch.set()  # its leases lapse
+    dead._watcher.join(5)
+    read = dead.submit({"stream": True})
+    unread = dead.submit({"stream": True})
+    wait_until(lambda: all(dead.get(j.id).status == "IN_PROGRESS" for j in (read, unread)), 10, "both to start")
+    dead._stop.set()
+    got: list[dict] = []
+    wait_until(lambda: got.extend(dead.take_stream(dead.get(read.id))) or len(got) == 3, 10, "three pieces")
+    alive = make_store(redis_server.url, second_run, workers=1)
+    try:
+        ended = final(alive, read.id, 20)
+        got.extend(alive.take_stream(ended))
+        assert ended.status == FAILED and ended.error.startswith("stream: the worker running this job stopped "
+                                                                 "answering (its lease lapsed) after /stream had "
+                                                                 "handed out 3 pieces")
+        assert [(p["chunk_index"], p["by"]) for p in got] == [(0, "stale"), (1, "stale"), (2, "stale")]  # no splice
+        rerun = final(alive, unread.id, 20)
+        assert rerun.status == COMPLETED and rerun.output == {"stream_chunks": 5}
+        assert [(p["chunk_index"], p["by"]) for p in alive.take_stream(rerun)] == [(i, "alive") for i in range(5)]
+        alive.retry(read.id)  # asked for: a new run from the start, which a reader knows to expect
+        again = final(alive, read.id, 20)
+        assert again.status == COMPLETED and [p["chunk_index"] for p in alive.take_stream(again)] == list(range(5))
+    finally:
+        hang.set()
+        dead.shutdown()
+        alive.shutdown()
+
+
+def test_refused_jobs_never_take_a_finished_jobs_retention_slot(redis_server):
+    """The probe: 1000 invalid /run calls pushed a finished result out (its owner got 404)."""
+    import redis
+
+    store = make_store(redis_server.url, lambda job, emit: {"n": job.input["n"]}, retain_max=5)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        victim = final(store, store.submit({"n": 1}).id)
+        refused = [store.reject(f"transcript: must not be empty ({i})").id for i in range(40)]
+        assert store.get(victim.id).output == {"n": 1} and store.retained()[0] == 1
+        assert store.get(refused[-1]).error == "transcript: must not be empty (39)"  # the newest refusals are kept,
+        assert client.zcard("higgs:refused") == 5 and store.get(refused[0]) is None  # up to JOB_RETAIN_MAX apart
+        assert store.counts()["jobs"]["failed"] == 40
+    finally:
+        store.shutdown()
+        client.close()
+
+
+def test_a_jobs_ttl_frees_its_retention_slot_when_it_ends(redis_server):
+    """A finished job whose ttl passed stops counting against JOB_RETAIN_BYTES then, not JOB_RETENTION_S later:
+    it can no longer push out an older job that is still kept."""
+    store = make_store(redis_server.url, lambda job, emit: {"audio": "a" * 1000}, retain_bytes=2500, workers=1)
+    try:
+        kept = final(store, store.submit({}).id)
+        short = final(store, store.submit({}, ttl_s=0.5).id)
+        assert store.retained()[0] == 2
+        wait_until(lambda: store.retained() == (1, kept.size), 10, "the ttl to free the slot")
+        assert store.get(short.id) is None
+        newest = final(store, store.submit({}).id)
+        assert store.get(kept.id) is not None and store.get(newest.id) is not None  # 2 × 1 kB fit in 2.5 kB
+    finally:
+        store.shutdown()
+
+
+def test_jobs_belong_to_their_tenant(redis_server):
+    front = make_store(redis_server.url, lambda job, emit: pytest.fail("front takes nothing"), workers=1,
+                       retain_max=1)
+    front._stop.set()  # no replica runs anything: jobs stay queued
+    front._taker.join(5)
+    try:
+        mine = front.submit({"n": 1}, tenant="tenant-a")
+        theirs = front.submit({"n": 2}, tenant="tenant-b")
+        refused = front.reject("transcript: must not be empty", tenant="tenant-a")
+        for job_id in (mine.id, refused.id):
+            assert front.get(job_id, "tenant-b") is None and front.get(job_id, "tenant-a").id == job_id
+            assert front.cancel(job_id, "tenant-b") is None and front.retry(job_id, "tenant-b") is None
+        assert front.get(mine.id).status == IN_QUEUE  # untouched by the other tenant's cancel
+        assert front.purge_queue("tenant-b") == 1 and front.get(theirs.id).status == CANCELLED
+        assert front.get(mine.id).status == IN_QUEUE  # not theirs to purge
+        assert front.purge_queue("tenant-a") == 1 and front.get(mine.id).status == CANCELLED
+        assert front.get(theirs.id) is None  # a cancelled job (0 bytes) evicted past JOB_RETAIN_MAX without error
+    finally:
+        front.shutdown()
 
 
 def test_unreachable_redis_is_store_unavailable_and_the_store_recovers(redis_server):
@@ -360,6 +467,7 @@ def test_two_replicas_share_jobs_spread_them_survive_a_kill_and_a_redis_restart(
         time.sleep(2)
         hook.__exit__(None, None, None)
         assert sorted(h["id"] for h in heard) == sorted(ids) and {h["status"] for h in heard} == {COMPLETED}
+        assert all(h["output"]["audio_base64"] for h in heard)  # read from Redis when sent, not held meanwhile
 
         # Redis stopped mid-run: job routes 503 with the reason, speech goes on; after a restart, jobs work again
         redis_server.stop()

@@ -42,7 +42,8 @@ def test_names_are_matched_whole(env, bucket, key, field):
 
 
 @pytest.mark.parametrize(("allowed", "default", "bucket", "ok"), [
-    (None, None, "anything", True),              # nothing configured: the guide's examples name their bucket
+    (None, None, "victim-bucket", False),        # nothing configured: no bucket a request names
+    ("*", None, "anything", True),               # any bucket only when a setting opens it
     (None, "audio-out", "audio-out", True),      # S3_BUCKET alone by default when it is set
     (None, "audio-out", "elsewhere", False),
     ("a-one, b-two", "audio-out", "b-two", True),
@@ -74,6 +75,7 @@ def s3_runner(service, s3, monkeypatch):
 
     settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
     settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
+    settings.s3_allowed_buckets = "audio-out,no-such-bucket"  # no bucket is allowed unless configured
     runner = JobRunner(service)
     runner._storage = Storage(settings)
     return runner
@@ -135,6 +137,7 @@ def test_s3_stopped_mid_service(service, monkeypatch):
     settings.aws_endpoint_url = server.endpoint
     settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
     settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
+    settings.s3_allowed_buckets = "audio-out"
     runner = JobRunner(service)
     runner._storage = Storage(settings)
     first = runner.run_job({"transcript": "Before.", "s3_bucket": "audio-out", **SMALL})
@@ -154,6 +157,21 @@ def test_refused_bucket_and_prefix_fail_before_generation(s3_runner, s3, monkeyp
     out = s3_runner.run_job({"transcript": "x", "s3_bucket": "audio-out", "s3_key": "tenant-b/x.wav", **SMALL})
     assert "s3_key" in out["error"] and "tenant-a/" in out["error"]
     assert generated == []
+
+
+def test_a_bucket_named_by_a_job_is_refused_when_no_bucket_is_configured(s3_runner, s3):
+    """The probe: with neither S3_BUCKET nor S3_ALLOWED_BUCKETS set, a job wrote s3://victim-bucket/planted/evil.wav.
+    Now it is refused before any work, and only an explicit `S3_ALLOWED_BUCKETS=*` opens every bucket."""
+    s3.client().create_bucket(Bucket="victim-bucket")
+    settings = s3_runner.settings
+    settings.s3_bucket = settings.s3_allowed_buckets = None
+    job = {"transcript": "Planted.", "s3_bucket": "victim-bucket", "s3_key": "planted/evil.wav", **SMALL}
+    out = s3_runner.run_job(job)
+    assert out["error"].startswith("s3_bucket: 'victim-bucket' is not a bucket this worker may write to: it allows "
+                                   "no bucket (set S3_BUCKET, or list buckets in S3_ALLOWED_BUCKETS)")
+    assert s3.client().list_objects_v2(Bucket="victim-bucket")["KeyCount"] == 0
+    settings.s3_allowed_buckets = "*"
+    assert s3_runner.run_job(job)["s3"]["key"] == "planted/evil.wav"
 
 
 def test_default_key_goes_under_the_prefix(s3_runner, s3):

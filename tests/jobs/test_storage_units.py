@@ -93,7 +93,8 @@ def test_the_date_in_a_default_key_is_utc(monkeypatch):
 # -- scope ------------------------------------------------------------------------------------------------------
 
 def test_allowed_buckets():
-    assert allowed_buckets(settings()) is None  # nothing configured: any bucket
+    assert allowed_buckets(settings()) == frozenset()  # nothing configured: no bucket a job may name
+    assert allowed_buckets(settings(s3_allowed_buckets="*")) is None  # any bucket only when opened explicitly
     assert allowed_buckets(settings(s3_bucket="audio-out")) == {"audio-out"}
     assert allowed_buckets(settings(s3_bucket="audio-out", s3_allowed_buckets=" a-one , b-two,, ")) == {"a-one", "b-two"}
     assert allowed_buckets(settings(s3_allowed_buckets="a-one,*")) is None
@@ -109,7 +110,11 @@ def test_check_target():
     assert refused("s3_key", check_target, scoped, None, "other/a.wav") == "must start with 'tenant/' (S3_KEY_PREFIX)"
     assert "3-63" in refused("s3_bucket", check_target, scoped, "Bad", "tenant/a.wav")  # validated before scope
     assert "'..'" in refused("s3_key", check_target, scoped, None, "tenant/../a.wav")
-    check_target(settings(), "any-bucket", "any/key.wav")  # unscoped
+    check_target(settings(s3_allowed_buckets="*"), "any-bucket", "any/key.wav")  # opened explicitly
+    check_target(settings(), None, "any/key.wav")  # a key alone is no bucket
+    unset = refused("s3_bucket", check_target, settings(), "victim-bucket", "planted/evil.wav")
+    assert unset == ("'victim-bucket' is not a bucket this worker may write to: it allows no bucket (set S3_BUCKET, "
+                     "or list buckets in S3_ALLOWED_BUCKETS)")
 
 
 # -- uploads ----------------------------------------------------------------------------------------------------
@@ -155,7 +160,9 @@ class StandInS3:
 
 
 def storage_with(client: StandInS3, **values) -> Storage:
-    store = Storage(settings(**{"s3_multipart_threshold": 8 * MIB, "s3_overwrite": False, **values}))
+    # Any bucket, unless a test scopes it: with nothing configured no bucket is allowed at all.
+    store = Storage(settings(**{"s3_multipart_threshold": 8 * MIB, "s3_overwrite": False, "s3_allowed_buckets": "*",
+                                **values}))
     store._client = client
     return store
 
@@ -278,7 +285,7 @@ def test_presigning_failure_is_reported_too():
 
 def test_scope_is_checked_before_the_store_is_touched():
     client = StandInS3()
-    store = storage_with(client, s3_bucket="audio-out", s3_key_prefix="tenant/")
+    store = storage_with(client, s3_bucket="audio-out", s3_allowed_buckets=None, s3_key_prefix="tenant/")
     refused("s3_bucket", store.upload, b"a", "elsewhere", "tenant/k.wav", "audio/wav", 60)
     refused("s3_key", store.upload, b"a", "audio-out", "k.wav", "audio/wav", 60)
     assert client.calls == []

@@ -7,13 +7,17 @@ Host names in these tests resolve through a stub resolver to loopback addresses,
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
-from higgs_worker.jobs.webhooks import WebhookGuard, WebhookRefused, WebhookSender
+from higgs_worker.jobs.memory import JobStore
+from higgs_worker.jobs.webhooks import FORGOTTEN, WebhookBusy, WebhookGuard, WebhookRefused, WebhookSender
 from servers import LoopbackHTTPServer, Server, wait_until
 
 
@@ -183,6 +187,167 @@ def test_drain_waits_for_deliveries_due_but_not_for_distant_retries():
         hook.wait_posts(1)
         assert s.drain(1) is False and s.pending() == 1  # its retry is a minute away: not waited for
         s.close()
+
+
+# -- bounds -----------------------------------------------------------------------------------------------------
+
+MB = 1_000_000
+
+
+def test_waiting_deliveries_hold_no_copy_of_the_results():
+    """The probe: 300 jobs whose receiver never answered cost +516 MB against +304 MB without webhooks: each waiting
+    delivery held its job's output, outside JOB_RETAIN_BYTES. Here 40 results of 1 MB each end while the receiver
+    holds the first delivery: what stays is the store's 4 MB cap and the one delivery in flight, not 40 MB."""
+    with Listener(hold=True) as hook:
+        s = sender(retries=0, timeout_s=120, workers=1)
+        store = JobStore(lambda job, emit: {"audio": job.input * MB}, workers=1, retention_s=3600, timeout_s=60,
+                         retain_bytes=4 * MB)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(40):
+                store.submit(chr(ord("A") + i), on_end=s.end_listener(f"{hook.url}/never", store.get))
+            wait_until(lambda: store.counts()["jobs"]["completed"] == 40, 60, "40 jobs")
+            hook.wait_posts(1)  # the first delivery is in flight (and its body parsed here), the rest wait
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert s.pending() == 39 and store.retained()[1] <= 4 * MB
+        assert held < 14 * MB, f"{held / MB:.1f} MB held"
+        hook.release.set()
+        store.shutdown()
+        s.close()
+
+
+def test_a_delivery_reads_the_stored_result_and_says_when_it_was_forgotten():
+    with Listener() as hook:
+        s = sender()
+        s.send(f"{hook.url}/a", {"id": "job-8", "status": "COMPLETED"},
+               read=lambda: {"id": "job-8", "status": "COMPLETED", "output": {"n": 1}})
+        s.send(f"{hook.url}/b", {"id": "job-9", "status": "COMPLETED"}, read=lambda: None)
+        s.send(f"{hook.url}/c", {"id": "job-10", "status": "FAILED", "error": "boom"},
+               read=lambda: {"id": "job-10", "status": "IN_QUEUE"})  # retried since: the state it ended in is sent
+        posts = {p["path"]: p["body"] for p in hook.wait_posts(3)}
+        s.close()
+    assert posts["/a"] == {"id": "job-8", "status": "COMPLETED", "output": {"n": 1}}
+    assert posts["/b"] == {"id": "job-9", "status": "COMPLETED", "error": FORGOTTEN}
+    assert posts["/c"] == {"id": "job-10", "status": "FAILED", "error": "boom"}
+
+
+def test_at_most_max_pending_deliveries_wait(caplog):
+    s = sender(workers=0, max_pending=3)  # no delivery thread: every delivery waits
+    with caplog.at_level(logging.WARNING, logger="higgs_worker.jobs.webhooks"):
+        for i in range(6):
+            s.send("http://hooks.example/x", {"id": f"job-{i}", "status": "FAILED"})
+    assert s.pending() == 3
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 3 and all("(WEBHOOK_MAX_PENDING)" in m for m in dropped) and "job-5" in dropped[-1]
+    s.close()
+    from higgs_worker.core.settings import Settings
+
+    configured = WebhookSender.from_settings(Settings.model_construct(webhook_max_pending=7, webhook_max_checks=3))
+    assert (configured.max_pending, configured.max_checks) == (7, 3)
+    configured.close()
+
+
+def test_url_checks_run_on_their_own_threads_at_most_max_checks_at_once():
+    gate = threading.Event()
+    threads = []
+
+    def slow(host, port):
+        threads.append(threading.current_thread().name)
+        gate.wait(60)
+        return ["127.0.0.1"]
+
+    s = sender(resolver=slow, max_checks=2)
+    pending = [s.check_soon(f"http://slow{i}.example/x") for i in range(2)]
+    with pytest.raises(WebhookBusy, match=r"2 webhook URLs are being checked already \(WEBHOOK_MAX_CHECKS\)"):
+        s.check_soon("http://slow2.example/x")
+    gate.set()
+    assert [f.result(10) for f in pending] == [None, None] and threads == ["webhook-check"] * 2
+    wait_until(lambda: _admitted(s), 10, "a slot to free")  # the slots come back once the checks end
+    refused = s.check_soon("https://user:pw@hooks.example/x")
+    with pytest.raises(WebhookRefused):
+        refused.result(10)
+    s.close()
+
+
+def _admitted(s: WebhookSender) -> bool:
+    try:
+        s.check_soon("http://again.example/x").result(10)
+    except WebhookBusy:
+        return False
+    return True
+
+
+def test_the_job_routes_queue_a_webhook_without_the_output(service):
+    """Through /runsync of the app (memory store): the delivery the route queues holds the final state without the
+    output, and reads the output from the store."""
+    from fastapi.testclient import TestClient
+
+    from higgs_worker.http import create_app
+
+    queued = []
+
+    class Recording(WebhookSender):
+        def send(self, url, body, read=None):
+            queued.append((url, body, read))
+
+    app = create_app(service.settings, service)
+    with TestClient(app) as client:
+        app.state.webhooks = Recording(WebhookGuard(allow_http=True, allow_private=True,
+                                                    resolver=stub_resolver({"hooks.example": ["127.0.0.1"]})),
+                                       workers=0)
+        job = client.post("/runsync", json={"input": JOB, "webhook": "http://hooks.example/done"}).json()
+    assert job["status"] == "COMPLETED" and job["output"]["audio_base64"]
+    [(url, body, read)] = queued
+    assert url == "http://hooks.example/done" and body == {k: v for k, v in job.items() if k != "output"}
+    assert read() == job
+
+
+def test_slow_webhook_dns_never_holds_a_speech_request(service):
+    """The probe: 150 /run calls whose webhook host took 8 s to fail made a 0.1 s speech request take 14.9 s (the
+    checks held the threads that serve requests). Here webhook hosts resolve only when the test lets them; a speech
+    request must be answered while they hang."""
+    from fastapi.testclient import TestClient
+
+    from higgs_worker.http import create_app
+
+    gate = threading.Event()
+    resolving = []
+
+    def slow(host, port):
+        resolving.append(host)
+        gate.wait(120)
+        return ["127.0.0.1"]
+
+    settings = service.settings
+    settings.max_concurrent_jobs = 1  # the request pool: 9 threads
+    app = create_app(settings, service)
+    unblock = threading.Timer(60, gate.set)  # only for the broken case, so that it fails rather than hangs
+    unblock.daemon = True
+    with TestClient(app) as client:
+        app.state.webhooks = sender(resolver=slow, timeout_s=120, max_checks=4, retries=0)
+        job = {"input": {"transcript": ""}, "webhook": "http://slow.example/hook"}
+        with ThreadPoolExecutor(30) as pool:
+            runs = [pool.submit(client.post, "/run", json=job) for _ in range(30)]
+            wait_until(lambda: len(resolving) >= 4, 30, "four webhook hosts to be resolving")
+            unblock.start()
+            speech = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Quick.", "voice": "tenor",
+                                                           "response_format": "wav", "max_new_tokens": 20})
+            answered_while_hanging = not gate.is_set()
+            wait_until(lambda: sum(r.done() for r in runs) >= 26, 30, "the submissions past the bound")
+            checking = len(resolving)  # hosts being resolved at once (deliveries resolve again later)
+            gate.set()
+            answers = [r.result(60) for r in runs]
+        app.state.webhooks.close()
+    unblock.cancel()
+    assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
+    assert answered_while_hanging, "the speech request waited for the webhook hosts to resolve"
+    busy = [a for a in answers if a.status_code == 503]
+    assert checking == 4 and len(busy) == 26  # at most WEBHOOK_MAX_CHECKS resolve at once; the rest: 503
+    assert all("WEBHOOK_MAX_CHECKS" in a.json()["error"]["message"] and a.headers["retry-after"] for a in busy)
+    assert all(a.json()["status"] == "FAILED" for a in answers if a.status_code == 200)  # checked, then refused
 
 
 # -- the server -------------------------------------------------------------------------------------------------

@@ -6,11 +6,16 @@ new work with 503 and the reason, and ``/ping`` answers 503, so a load balancer 
 
 With a shared store (``JOB_STORE=redis://…``) every store call is network I/O, so it runs off the event loop, and
 any replica answers for any job; an unreachable store is answered 503 (see the app's handler).
+
+With ``API_KEYS`` set, a job belongs to the key that submitted it: another key gets 404 on its ``/status``,
+``/stream``, ``/cancel`` and ``/retry``, and ``/purge-queue`` cancels only the caller's own queued jobs, unless
+``API_KEYS_SHARE_JOBS`` makes all keys one tenant. The store keeps a digest of the key, never the key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -21,7 +26,9 @@ from ..core.errors import RequestError, public_error
 from ..core.settings import get_settings
 from ..jobs.request import JobRequest
 from ..jobs.state import FINAL, Job, JobStoreAPI, NotRetryable, QueueFull, approx_size
-from ..jobs.webhooks import MAX_URL_CHARS, WebhookRefused, WebhookSender
+from ..jobs.webhooks import MAX_URL_CHARS, WebhookBusy, WebhookRefused, WebhookSender
+from ..weights.demo import is_tiny_model
+from ..weights.progress import current as current_download
 
 router = APIRouter(tags=["RunPod-compatible jobs"])
 
@@ -80,6 +87,16 @@ def _jobs(request: Request) -> JobStoreAPI:
     return request.app.state.jobs
 
 
+def tenant(request: Request) -> str | None:
+    """Who owns the jobs this request makes and may see: a digest of its API key (the auth layer has already
+    checked it is a configured one), or None when no keys are set or ``API_KEYS_SHARE_JOBS`` is on."""
+    settings = request.app.state.settings
+    if not settings.api_key_list or settings.api_keys_share_jobs:
+        return None
+    _, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    return hashlib.sha256(b"higgs-worker job tenant\0" + token.strip().encode("latin-1")).hexdigest()[:32]
+
+
 async def _call(store: JobStoreAPI, fn, *args):
     """A store call: in place for the memory store, on a thread for a shared one (it waits on the network)."""
     return await asyncio.to_thread(fn, *args) if store.shared else fn(*args)
@@ -101,7 +118,7 @@ async def _wait_done(store: JobStoreAPI, job: Job, timeout: float) -> Job:
 
 async def _job_or_404(request: Request, job_id: str):
     store = _jobs(request)
-    job = await _call(store, store.get, job_id)
+    job = await _call(store, store.get, job_id, tenant(request))
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id!r} (unknown, or past its retention)")
     return job
@@ -128,26 +145,36 @@ def _webhooks(request: Request) -> WebhookSender:
     return sender
 
 
+async def _check_webhook(sender: WebhookSender, url: str) -> None:
+    """Check a webhook URL on the sender's own threads (resolving its host may be slow: never on the pool that
+    serves requests), waiting at most ``WEBHOOK_TIMEOUT_S``."""
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(sender.check_soon(url)), sender.timeout_s)
+    except WebhookRefused as exc:
+        raise RequestError("webhook", str(exc)) from None
+    except WebhookBusy as exc:
+        raise HTTPException(status_code=503, detail=f"webhook: {exc}", headers={"Retry-After": "2"}) from None
+    except TimeoutError:
+        raise RequestError("webhook", f"its host did not resolve within {sender.timeout_s:g} s "
+                                      "(WEBHOOK_TIMEOUT_S)") from None
+
+
 async def _submit(request: Request, body: RunBody) -> Job:
     """Check the webhook and policy (400 when refused), then validate the input and queue it. A bad input is
     answered FAILED at once and never queued: only its error message is kept (for ``/status``), not the input.
     The job keeps its input as sent, so ``/retry`` can run it again when it fails."""
     _refuse_when_faulted(request)
     store = _jobs(request)
+    owner = tenant(request)
     on_end = None
     webhook = None  # a shared store keeps the URL with the job: whichever replica ends it sends the webhook
     if body.webhook is not None:
         sender = _webhooks(request)
-        try:
-            await asyncio.to_thread(sender.check, body.webhook)  # resolves the host: off the event loop
-        except WebhookRefused as exc:
-            raise RequestError("webhook", str(exc)) from None
-        url = body.webhook
+        await _check_webhook(sender, body.webhook)
         if store.shared:
-            webhook = url
-        else:
-            def on_end(job: Job) -> None:
-                sender.send(url, job.view())
+            webhook = body.webhook
+        else:  # the delivery reads the output from the store when it is sent: it never holds a copy
+            on_end = sender.end_listener(body.webhook, store.get)
 
     policy = body.policy or JobPolicy()
     timeout_s = None if policy.executionTimeout is None else policy.executionTimeout / 1000
@@ -155,15 +182,17 @@ async def _submit(request: Request, body: RunBody) -> Job:
     try:
         JobRequest.parse(body.input)
     except RequestError as exc:
+        error = str(exc)
         if store.shared:
-            return await asyncio.to_thread(lambda: store.reject(str(exc), ttl_s=ttl_s, webhook=webhook))
-        return store.reject(str(exc), ttl_s=ttl_s, on_end=on_end)
+            return await asyncio.to_thread(lambda: store.reject(error, ttl_s=ttl_s, webhook=webhook, tenant=owner))
+        return store.reject(error, ttl_s=ttl_s, on_end=on_end, tenant=owner)
     try:
         if store.shared:
             return await asyncio.to_thread(lambda: store.submit(
-                body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s, webhook=webhook))
+                body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s, webhook=webhook,
+                tenant=owner))
         return store.submit(body.input, input_size=approx_size(body.input), timeout_s=timeout_s, ttl_s=ttl_s,
-                            on_end=on_end)
+                            on_end=on_end, tenant=owner)
     except QueueFull as exc:
         raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": "2"}) from None
     except RuntimeError as exc:
@@ -207,7 +236,7 @@ async def stream(job_id: str, request: Request) -> dict[str, Any]:
 @router.post("/cancel/{job_id}", summary="Cancel a queued or running job")
 async def cancel(job_id: str, request: Request) -> dict[str, Any]:
     store = _jobs(request)
-    job = await _call(store, store.cancel, job_id)
+    job = await _call(store, store.cancel, job_id, tenant(request))
     if job is None:
         raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
     if job.status not in FINAL:
@@ -222,7 +251,7 @@ async def retry(job_id: str, request: Request) -> dict[str, Any]:
     _refuse_when_faulted(request)
     store = _jobs(request)
     try:
-        job = await _call(store, store.retry, job_id)
+        job = await _call(store, store.retry, job_id, tenant(request))
     except NotRetryable as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     except QueueFull as exc:
@@ -234,13 +263,24 @@ async def retry(job_id: str, request: Request) -> dict[str, Any]:
     return {"id": job.id, "status": job.status}
 
 
-@router.post("/purge-queue", summary="Cancel every job that has not started")
+@router.post("/purge-queue", summary="Cancel every job of the caller's that has not started")
 async def purge_queue(request: Request) -> dict[str, Any]:
     store = _jobs(request)
-    return {"removed": await _call(store, store.purge_queue), "status": "completed"}
+    return {"removed": await _call(store, store.purge_queue, tenant(request)), "status": "completed"}
 
 
 def model_state(request: Request) -> dict[str, Any]:
+    """The model's state, with ``demo`` (a tiny random model, whose audio is noise by design) and, while a fetch
+    runs before the first load, ``download``: its progress (files, bytes, rate, time left)."""
+    state = _engine_state(request)
+    settings = request.app.state.settings
+    state["demo"] = bool(settings.higgs_demo or is_tiny_model(settings.model_path))
+    if state["state"] != "ready" and (download := current_download()) is not None:
+        state["download"] = download
+    return state
+
+
+def _engine_state(request: Request) -> dict[str, Any]:
     holder = request.app.state.service.holder
     if holder.ready and holder.get().fault is not None:  # the GPU failed: this process cannot generate again
         return {"state": "failed", "error": str(holder.get().fault)}
@@ -248,7 +288,9 @@ def model_state(request: Request) -> dict[str, Any]:
         engine = holder.get()
         scheduler = engine.scheduler
         return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize(),
-                "source": engine.loaded.source or None}
+                "source": engine.loaded.source or None,
+                # the decode path in use, why, the self-check's figures; the spoken canary where fitness checks ran
+                "decode": engine.decode_choice.as_dict(), "canary": engine.canary}
     if holder.error is not None:  # a generic reason and an error id: the detail (paths, ...) is in the log
         return {"state": "failed", "error": public_error(holder.error)}
     return {"state": "loading" if holder.loading else "not_loaded"}
@@ -257,7 +299,8 @@ def model_state(request: Request) -> dict[str, Any]:
 @router.get("/health", summary="Job and worker counts, model state")
 async def health(request: Request) -> dict[str, Any]:
     store = _jobs(request)
-    return {**await _call(store, store.counts), "model": model_state(request)}
+    return {**await _call(store, store.counts), "model": model_state(request),
+            "limits": {"max_text_chars": request.app.state.settings.max_text_chars}}
 
 
 @router.get("/ping", summary="200 when ready, 204 while the model loads, 503 when it failed to load or the GPU "

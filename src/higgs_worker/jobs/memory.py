@@ -9,10 +9,14 @@ submission after which it is forgotten whatever its state) and a callback told o
 Memory stays bounded whatever callers send: a job's input is dropped the moment it ends, except for FAILED and
 TIMED_OUT jobs, which keep it (counted in the byte total) so ``/retry`` can run them again; finished jobs are kept
 for ``JOB_RETENTION_S`` (or less, when their ``ttl`` ends first) but at most ``JOB_RETAIN_MAX`` of them and
-``JOB_RETAIN_BYTES`` of their outputs, errors and kept inputs, the oldest forgotten first; stream pieces are dropped
+``JOB_RETAIN_BYTES`` of their outputs, errors and kept inputs, the oldest forgotten first. Jobs refused before
+queueing (bad input) keep only their error, apart from those slots (at most ``JOB_RETAIN_MAX`` of them, the oldest
+forgotten first), so a flood of bad jobs never pushes out another caller's result. Stream pieces are dropped
 once ``/stream`` has handed them out, and at most ``STREAM_BUFFER_PIECES`` wait unread (the job pauses, and is
 stopped when nobody reads for ``STREAM_STALL_TIMEOUT_S``). Finished jobs are tracked in finish order with a running
 byte total, and jobs with a ``ttl`` in a heap by expiry, so pruning touches only the jobs it forgets.
+
+A job belongs to the tenant that submitted it (see :class:`~.state.JobStoreAPI`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .state import (CANCELLED, COMPLETED, FAILED, FINAL, IN_PROGRESS, IN_QUEUE, MAX_ERROR_CHARS, RETRYABLE, TIMED_OUT,
-                    Job, NotRetryable, QueueFull, StreamStalled, Work, approx_size, internal_error)
+                    Job, NotRetryable, QueueFull, StreamStalled, Work, approx_size, internal_error, visible)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class JobStore:
         self._open: dict[str, Job] = {}  # queued or running
         self._finished: OrderedDict[str, Job] = OrderedDict()  # in finish order, oldest first
         self._finished_bytes = 0
+        self._refused: OrderedDict[str, Job] = OrderedDict()  # refused before queueing, oldest first
         self._cond = threading.Condition()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self.workers = workers
@@ -70,7 +75,7 @@ class JobStore:
 
     def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
                ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job:
+               webhook: str | None = None, tenant: str | None = None) -> Job:
         """Queue a job whose input has already been validated.
 
         ``timeout_s`` replaces the store's timeout for this job; ``ttl_s`` forgets it that long after now, whatever
@@ -78,7 +83,7 @@ class JobStore:
         """
         if not self._accepting:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
-        job = self._new(job_input, ttl_s, on_end)
+        job = self._new(job_input, ttl_s, on_end, tenant)
         job.input_size = approx_size(job_input) if input_size is None else input_size
         job.timeout_s = timeout_s
         with self._cond:
@@ -93,17 +98,18 @@ class JobStore:
         return job
 
     def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job:
-        """Record a job refused before queueing (bad input): FAILED at once with ``error``, no input kept."""
-        job = self._new(None, ttl_s, on_end)
+               webhook: str | None = None, tenant: str | None = None) -> Job:
+        """Record a job refused before queueing (bad input): FAILED at once with ``error``, no input kept, and
+        kept apart from the finished jobs' retention slots."""
+        job = self._new(None, ttl_s, on_end, tenant)
         with self._cond:
             self._prune()
             self._add(job)
-            self._finish(job, FAILED, error=error)
+            self._finish(job, FAILED, error=error, refused=True)
         self._on_change()
         return job
 
-    def retry(self, job_id: str) -> Job | None:
+    def retry(self, job_id: str, tenant: str | None = None) -> Job | None:
         """Queue a FAILED or TIMED_OUT job again, same id, with the input it kept (RunPod's ``/retry``).
 
         None for an unknown (or forgotten) job; :class:`NotRetryable` when it is in another state or kept no input;
@@ -114,7 +120,7 @@ class JobStore:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
         with self._cond:
             self._prune()
-            job = self._jobs.get(job_id)
+            job = visible(self._jobs.get(job_id), tenant)
             if job is None:
                 return None
             if job.status not in RETRYABLE:
@@ -130,7 +136,7 @@ class JobStore:
             job.size = 0
             job.status, job.output, job.error = IN_QUEUE, None, None
             job.started = job.ended = None
-            job.stream, job.stream_bytes = [], 0
+            job.stream, job.stream_bytes, job.stream_sent = [], 0, 0
             job.cancel, job.done = threading.Event(), threading.Event()
             job.timed_out = job.stalled = False
             job.last_read = time.monotonic()
@@ -141,8 +147,9 @@ class JobStore:
         self._on_change()
         return job
 
-    def _new(self, job_input: Any, ttl_s: float | None, on_end: Callable[[Job], None] | None) -> Job:
-        job = Job(id=f"local-{uuid.uuid4()}", input=job_input, on_end=on_end)
+    def _new(self, job_input: Any, ttl_s: float | None, on_end: Callable[[Job], None] | None,
+             tenant: str | None) -> Job:
+        job = Job(id=f"local-{uuid.uuid4()}", input=job_input, on_end=on_end, tenant=tenant)
         if ttl_s is not None:
             job.expires = job.created + ttl_s
         return job
@@ -153,13 +160,13 @@ class JobStore:
         if job.expires is not None:
             heapq.heappush(self._expiries, (job.expires, job.id))
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         with self._cond:
             self._prune()
-            return self._jobs.get(job_id)
+            return visible(self._jobs.get(job_id), tenant)
 
-    def cancel(self, job_id: str) -> Job | None:
-        job = self.get(job_id)
+    def cancel(self, job_id: str, tenant: str | None = None) -> Job | None:
+        job = self.get(job_id, tenant)
         if job is None:
             return None
         job.cancel.set()
@@ -169,10 +176,10 @@ class JobStore:
             self._cond.notify_all()  # a job paused on a full stream buffer sees the cancel at once
         return job
 
-    def purge_queue(self) -> int:
-        """Cancel every job not yet started; returns how many."""
+    def purge_queue(self, tenant: str | None = None) -> int:
+        """Cancel every job of ``tenant`` (None: of anyone) not yet started; returns how many."""
         with self._cond:
-            queued = [j for j in self._open.values() if j.status == IN_QUEUE]
+            queued = [j for j in self._open.values() if j.status == IN_QUEUE and visible(j, tenant)]
             for job in queued:
                 job.cancel.set()
                 self._finish(job, CANCELLED)
@@ -289,9 +296,10 @@ class JobStore:
             job.stream.append(piece)
             job.stream_bytes += size
 
-    def _finish(self, job: Job, status: str, output: Any = None, error: str | None = None) -> None:
+    def _finish(self, job: Job, status: str, output: Any = None, error: str | None = None,
+                refused: bool = False) -> None:
         """Move ``job`` to a final state (caller holds the lock); drop its input unless it may be retried; count
-        it for retention; tell its ``on_end``."""
+        it for retention (a ``refused`` one among the refused, never in a retention slot); tell its ``on_end``."""
         if job.status in FINAL:
             return
         if job.status == IN_PROGRESS:
@@ -310,7 +318,12 @@ class JobStore:
             self.completed += 1
         elif status in (FAILED, TIMED_OUT):
             self.failed += 1
-        if not job.expired:  # an expired job is already forgotten: nothing is kept for it
+        if refused and not job.expired:  # only its error is kept, apart from the finished jobs
+            job.size = len(error or "")
+            self._refused[job.id] = job
+            while len(self._refused) > self.retain_max:
+                self._jobs.pop(self._refused.popitem(last=False)[0], None)
+        elif not job.expired:  # an expired job is already forgotten: nothing is kept for it
             job.size = approx_size(output) + len(error or "") + job.stream_bytes + (job.input_size if kept else 0)
             self._finished[job.id] = job
             self._finished_bytes += job.size
@@ -332,6 +345,8 @@ class JobStore:
         """``job``'s ttl passed (caller holds the lock): forget it now; stop it when queued or running."""
         self._jobs.pop(job.id, None)
         job.expired = True
+        if self._refused.pop(job.id, None) is not None:
+            return
         if job.id in self._finished:
             del self._finished[job.id]
             self._finished_bytes -= job.size
@@ -358,6 +373,11 @@ class JobStore:
             if job is not None and job.expires == expires:
                 self._expire(job)
         cutoff = now - self.retention_s
+        while self._refused:
+            oldest = next(iter(self._refused.values()))
+            if oldest.ended is not None and oldest.ended >= cutoff:
+                break
+            self._jobs.pop(self._refused.popitem(last=False)[0], None)
         while self._finished:
             oldest = next(iter(self._finished.values()))
             if oldest.ended is not None and oldest.ended >= cutoff:

@@ -4,14 +4,17 @@ Job records, the queue, stream pieces and cancel requests live in Redis, so any 
 Replicas pull: each takes a queued job only while it has a free slot (``MAX_BATCH_SIZE``), so load follows capacity.
 A taken job is leased: its replica renews the lease a few times a second (the same call brings cancel requests
 back); when a replica dies the lease lapses and any replica puts the job back at the front of the queue, or ends it
-FAILED once it has been started ``JOB_MAX_ATTEMPTS`` times. Each change of state is one Lua script, so it is atomic,
-and a final state is written once: the replica whose script wrote it (and only that one) sends the job's webhook.
-An attempt number guards every write by the running replica, so a replica that lost its lease cannot overwrite the
-job's new run.
+FAILED once it has been started ``JOB_MAX_ATTEMPTS`` times, or at once when ``/stream`` has already handed out some
+of its pieces (a new run would start the stream over, spliced after what the reader has). Each change of state is
+one Lua script, so it is atomic, and a final state is written once: the replica whose script wrote it (and only
+that one) sends the job's webhook. An attempt number guards every write by the running replica, so a replica that
+lost its lease cannot overwrite the job's new run, nor announce it.
 
 Limits match the memory store: a finished job's keys expire after ``JOB_RETENTION_S`` (or at its ``ttl``, when
-sooner, as its record does from submission); at most ``JOB_RETAIN_MAX`` finished jobs and ``JOB_RETAIN_BYTES`` of
-their outputs, errors and kept inputs stay, the oldest forgotten first; stream pieces wait at most
+sooner, as its record does from submission; its retention slot is freed then too); at most ``JOB_RETAIN_MAX`` finished
+jobs and ``JOB_RETAIN_BYTES`` of their outputs, errors and kept inputs stay, the oldest forgotten first, and jobs
+refused for their input are kept apart (at most ``JOB_RETAIN_MAX`` of them) so they never take those slots; jobs
+belong to their tenant, as in memory; stream pieces wait at most
 ``STREAM_BUFFER_PIECES`` deep, and a job nobody reads for ``STREAM_STALL_TIMEOUT_S`` is stopped. Times come from
 the Redis server's clock, so replicas' clocks need not agree. When Redis cannot be reached the store raises
 :class:`~higgs_worker.jobs.state.StoreUnavailable` (503 on job routes) and the replicas' loops keep trying until it is back.
@@ -35,12 +38,13 @@ import redis
 
 from .redis_scripts import SCRIPTS
 from .state import (CANCELLED, COMPLETED, FAILED, FINAL, IN_PROGRESS, IN_QUEUE, MAX_ERROR_CHARS, RETRYABLE, TIMED_OUT,
-                    Job, NotRetryable, QueueFull, StoreUnavailable, StreamStalled, Work, approx_size, internal_error)
+                    Job, NotRetryable, QueueFull, StoreUnavailable, StreamStalled, Work, approx_size, internal_error,
+                    visible)
 
 log = logging.getLogger(__name__)
 
 _FIELDS = ("status", "created", "started", "ended", "output", "error", "retries", "input_size", "timeout_s",
-           "expires", "stream_sent", "size", "worker")
+           "expires", "stream_sent", "size", "worker", "tenant")
 
 
 def _num(value: bytes | None) -> float | None:
@@ -63,7 +67,8 @@ class RedisJobStore:
                  retain_max: int = 1000, retain_bytes: int = 256 * 1024 * 1024, stream_buffer: int = 16,
                  stall_s: float = 30.0, describe_error: Callable[[BaseException], str] = internal_error,
                  lease_s: float = 30.0, max_attempts: int = 3,
-                 notify: Callable[[str, dict[str, Any]], None] | None = None, prefix: str = "higgs:",
+                 notify: Callable[[str, dict[str, Any], Callable[[], dict[str, Any] | None]], None] | None = None,
+                 prefix: str = "higgs:",
                  poll_s: float = 0.1) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("JOB_STORE must be `memory` or a redis://, rediss:// or unix:// URL")
@@ -124,26 +129,31 @@ class RedisJobStore:
         return f"{self.prefix}job:{job_id}"
 
     def _tell(self, job_id: str) -> None:
-        """Send a job's webhook; called only by the replica whose script wrote its final state."""
+        """Send a job's webhook; called only by the replica whose script wrote its final state. The delivery holds
+        the job's state without its output, and reads the output from Redis when it is sent."""
         if self._notify is None:
             return
         try:
             url = self._r.hget(self._key(job_id), "webhook")
-            job = self.get(job_id)
+            job = self.get(job_id) if url else None
         except (redis.RedisError, StoreUnavailable):
             log.exception("job %s: its webhook could not be read", job_id)
             return
         if url and job is not None:
             try:
-                self._notify(url.decode(), job.view())
+                self._notify(url.decode(), job.view(output=False), lambda: self._stored_view(job_id))
             except Exception:  # noqa: BLE001 - a listener must never keep a job from ending
                 log.exception("job %s: webhook listener failed", job_id)
+
+    def _stored_view(self, job_id: str) -> dict[str, Any] | None:
+        job = self.get(job_id)
+        return None if job is None else job.view()
 
     # -- intake ---------------------------------------------------------------------------------------------
 
     def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
                ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job:
+               webhook: str | None = None, tenant: str | None = None) -> Job:
         if not self._accepting:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
         job_id = f"local-{uuid.uuid4()}"
@@ -151,7 +161,7 @@ class RedisJobStore:
         code, open_jobs = self._run_script(
             "submit", job_id, self.max_open, json.dumps(job_input), size,
             "" if timeout_s is None else repr(timeout_s), "" if ttl_s is None else int(ttl_s * 1000),
-            webhook or "", "", *self._limits())
+            webhook or "", "", *self._limits(), tenant or "")
         if code == -1:
             raise QueueFull(f"{open_jobs} jobs are queued or running; the limit is {self.max_open} "
                             "(MAX_CONCURRENT_JOBS)")
@@ -159,20 +169,21 @@ class RedisJobStore:
         return self.get(job_id) or Job(id=job_id, input=None)
 
     def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job:
+               webhook: str | None = None, tenant: str | None = None) -> Job:
         job_id = f"local-{uuid.uuid4()}"
         if len(error) > MAX_ERROR_CHARS:
             error = error[:MAX_ERROR_CHARS] + "…"
         told, _ = self._run_script("submit", job_id, self.max_open, "", 0, "",
-                                   "" if ttl_s is None else int(ttl_s * 1000), webhook or "", error, *self._limits())
+                                   "" if ttl_s is None else int(ttl_s * 1000), webhook or "", error, *self._limits(),
+                                   tenant or "")
         if told == 1:
             self._tell(job_id)
         return self.get(job_id) or Job(id=job_id, input=None, status=FAILED, error=error)
 
-    def retry(self, job_id: str) -> Job | None:
+    def retry(self, job_id: str, tenant: str | None = None) -> Job | None:
         if not self._accepting:
             raise RuntimeError("the worker is shutting down and takes no new jobs")
-        code, detail = self._run_script("retry", job_id, self.max_open)
+        code, detail = self._run_script("retry", job_id, self.max_open, tenant or "")
         detail = detail.decode() if isinstance(detail, bytes) else str(detail)
         if code == 0:
             return None
@@ -188,8 +199,9 @@ class RedisJobStore:
 
     # -- lookups --------------------------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job | None:
-        """A snapshot of the job as Redis holds it now (its ``done`` is set when it was final)."""
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """A snapshot of the job as Redis holds it now (its ``done`` is set when it was final); None when unknown
+        or another tenant's."""
         values = self._read(lambda: self._r.hmget(self._key(job_id), _FIELDS))
         rec = dict(zip(_FIELDS, values, strict=True))
         if rec["status"] is None:
@@ -208,12 +220,13 @@ class RedisJobStore:
         job.stream_sent = int(rec["stream_sent"] or 0)
         job.size = int(rec["size"] or 0)
         job.worker = None if rec["worker"] is None else rec["worker"].decode()
+        job.tenant = None if rec["tenant"] is None else rec["tenant"].decode()
         if status in FINAL:
             job.done.set()
-        return job
+        return visible(job, tenant)
 
-    def cancel(self, job_id: str) -> Job | None:
-        code = self._run_script("cancel", job_id, *self._limits())
+    def cancel(self, job_id: str, tenant: str | None = None) -> Job | None:
+        code = self._run_script("cancel", job_id, tenant or "", *self._limits())
         if code == 0:
             return None
         if code == 2:
@@ -223,10 +236,10 @@ class RedisJobStore:
             held = self._local.get(job_id)
         if held is not None:  # running here: stop it now rather than at the next lease renewal
             held[0].cancel.set()
-        return self.get(job_id)
+        return self.get(job_id, tenant)
 
-    def purge_queue(self) -> int:
-        cancelled = self._run_script("purge", *self._limits())
+    def purge_queue(self, tenant: str | None = None) -> int:
+        cancelled = self._run_script("purge", tenant or "", *self._limits())
         for job_id in cancelled:
             self._tell(job_id.decode())
         if cancelled:
@@ -258,6 +271,7 @@ class RedisJobStore:
         return self._read(lambda: self._r.llen(f"{self.prefix}queue"))
 
     def retained(self) -> tuple[int, int]:
+        """Finished jobs kept (not those refused for their input), and the bytes counted for them."""
         count, size = self._read(lambda: (self._r.zcard(f"{self.prefix}finished"),
                                           self._r.hget(f"{self.prefix}stats", "bytes")))
         return count, int(size or 0)
@@ -331,7 +345,8 @@ class RedisJobStore:
         if requeued:
             log.warning("jobs %s: their worker's lease lapsed; queued again", [i.decode() for i in requeued])
         for job_id in failed:
-            log.warning("job %s: its worker's lease lapsed %d times; FAILED", job_id.decode(), self.max_attempts)
+            log.warning("job %s: its worker's lease lapsed; FAILED (JOB_MAX_ATTEMPTS reached, or its stream had "
+                        "already been read)", job_id.decode())
             self._tell(job_id.decode())
 
     def _watch_loop(self) -> None:

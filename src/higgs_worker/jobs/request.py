@@ -23,4 +23,6 @@ class JobRequest(SpeechRequest):
         if self.s3_key and not self.s3_bucket and not settings.s3_bucket:
             raise RequestError("s3_key", "needs `s3_bucket` (or S3_BUCKET configured)")
         check_target(settings, self.s3_bucket, self.s3_key)  # refused before any work, naming the field
+        if self.s3_key and not self.s3_bucket:
+            self.s3_bucket = settings.s3_bucket  # a key asks for an upload, even of audio that would fit inline
         return self

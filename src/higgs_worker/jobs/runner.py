@@ -16,7 +16,7 @@ from typing import Any
 
 from ..audio import MEDIA_TYPES
 from ..core.errors import Cancelled, RequestError, StorageError, public_error
-from ..core.schema import SpeechResult
+from ..core.results import SpeechResult
 from ..speech import SpeechService
 from .request import JobRequest
 from .storage import Storage

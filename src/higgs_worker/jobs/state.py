@@ -70,21 +70,30 @@ class Job:
     on_end: Callable[[Job], None] | None = None  # told once each time the job reaches a final state
     retries: int = 0
     worker: str | None = None  # shared stores: the replica that ran it last (RunPod's ``workerId``)
+    tenant: str | None = None  # who may see it (a digest of the API key that made it); None: anyone
 
-    def view(self) -> dict[str, Any]:
-        """The job as RunPod's ``/status`` shows it."""
+    def view(self, output: bool = True) -> dict[str, Any]:
+        """The job as RunPod's ``/status`` shows it; without ``output``, what is left once the output is set aside
+        (a waiting webhook holds that, and reads the output from the store when it is sent)."""
         out: dict[str, Any] = {"id": self.id, "status": self.status}
         if self.started is not None:
             out["delayTime"] = int((self.started - self.created) * 1000)
         if self.ended is not None and self.started is not None:
             out["executionTime"] = int((self.ended - self.started) * 1000)
-        if self.status == COMPLETED:
+        if self.status == COMPLETED and output:
             out["output"] = self.output
         if self.error is not None:
             out["error"] = self.error
         if self.worker is not None:
             out["workerId"] = self.worker
         return out
+
+
+def visible(job: Job | None, tenant: str | None) -> Job | None:
+    """``job`` when ``tenant`` may see it (None sees every job), else None: another tenant's job is unknown."""
+    if job is None or tenant is None or job.tenant == tenant:
+        return job
+    return None
 
 
 def approx_size(value: Any) -> int:
@@ -104,6 +113,9 @@ class JobStoreAPI(Protocol):
 
     ``shared`` stores do network I/O in every call (routes call them off the event loop) and hand out snapshots:
     a snapshot's ``done`` is set only if it was final when read, so waiting means reading again.
+
+    ``tenant`` (a digest of the caller's API key, or None when keys are one tenant) owns the jobs it submits:
+    lookups, cancels, retries and purges with another tenant act as if the job did not exist.
     """
 
     shared: bool
@@ -111,13 +123,13 @@ class JobStoreAPI(Protocol):
 
     def submit(self, job_input: Any, *, input_size: int | None = None, timeout_s: float | None = None,
                ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job: ...
+               webhook: str | None = None, tenant: str | None = None) -> Job: ...
     def reject(self, error: str, *, ttl_s: float | None = None, on_end: Callable[[Job], None] | None = None,
-               webhook: str | None = None) -> Job: ...
-    def retry(self, job_id: str) -> Job | None: ...
-    def get(self, job_id: str) -> Job | None: ...
-    def cancel(self, job_id: str) -> Job | None: ...
-    def purge_queue(self) -> int: ...
+               webhook: str | None = None, tenant: str | None = None) -> Job: ...
+    def retry(self, job_id: str, tenant: str | None = None) -> Job | None: ...
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None: ...
+    def cancel(self, job_id: str, tenant: str | None = None) -> Job | None: ...
+    def purge_queue(self, tenant: str | None = None) -> int: ...
     def take_stream(self, job: Job) -> list[Any]: ...
     def counts(self) -> dict[str, dict[str, int]]: ...
     def queue_depth(self) -> int: ...

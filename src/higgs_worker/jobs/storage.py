@@ -3,8 +3,8 @@
 boto3 with the standard credential chain; ``AWS_ENDPOINT_URL`` for S3-compatible stores (R2, MinIO).
 Credentials never appear in errors or logs: boto3's messages are reduced to their error code.
 
-Scope: a job may only name the buckets in ``S3_ALLOWED_BUCKETS`` (default: ``S3_BUCKET`` alone when it is set),
-keys under ``S3_KEY_PREFIX`` when that is set, and never replaces an existing object unless ``S3_OVERWRITE``:
+Scope: a job may only name the buckets in ``S3_ALLOWED_BUCKETS`` (default: ``S3_BUCKET`` alone when it is set, and
+no bucket at all when neither is: any bucket only with ``S3_ALLOWED_BUCKETS=*``), keys under ``S3_KEY_PREFIX`` when that is set, and never replaces an existing object unless ``S3_OVERWRITE``:
 uploads are conditional puts (``If-None-Match: *``), so two jobs racing for one key cannot both win.
 """
 
@@ -66,10 +66,10 @@ def default_key(fmt: str, job_id: str | None = None, prefix: str = "") -> str:
 
 
 def allowed_buckets(settings: Settings) -> frozenset[str] | None:
-    """The buckets jobs may write to; None means any."""
+    """The buckets jobs may write to; None means any (only ever by ``S3_ALLOWED_BUCKETS=*``)."""
     raw = settings.s3_allowed_buckets
     if raw is None:
-        raw = settings.s3_bucket or "*"
+        raw = settings.s3_bucket or ""
     names = frozenset(b.strip() for b in raw.split(",") if b.strip())
     return None if "*" in names else names
 
@@ -80,6 +80,9 @@ def check_target(settings: Settings, bucket: str | None, key: str | None) -> Non
         validate_bucket(bucket)
         allowed = allowed_buckets(settings)
         if allowed is not None and bucket not in allowed:
+            if not allowed:
+                raise RequestError("s3_bucket", f"{bucket!r} is not a bucket this worker may write to: it allows no "
+                                                "bucket (set S3_BUCKET, or list buckets in S3_ALLOWED_BUCKETS)")
             raise RequestError("s3_bucket", f"{bucket!r} is not a bucket this worker may write to "
                                             "(S3_ALLOWED_BUCKETS)")
     if key is not None:

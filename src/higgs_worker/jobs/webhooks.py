@@ -2,7 +2,10 @@
 
 A receiver must answer 200; anything else (or no answer) is tried again ``WEBHOOK_RETRIES`` times,
 ``WEBHOOK_RETRY_DELAY_S`` apart. Deliveries run on their own threads from a queue, so a slow or dead receiver never
-holds a job's result, a job slot or the event loop.
+holds a job slot, a request thread or the event loop. A waiting delivery holds the job's id and state, never a copy
+of its output: the output is read from the job store when the POST is made (so waiting deliveries cost no more than
+``JOB_RETAIN_BYTES`` allows the store; a result forgotten meanwhile is reported as such), and at most
+``WEBHOOK_MAX_PENDING`` deliveries wait.
 
 A webhook URL is a way to make this worker send requests, so it passes the guard reference URLs pass
 (:mod:`higgs_worker.core.safe_fetch`): https only unless ``WEBHOOK_ALLOW_HTTP``; no credentials in the URL; every address
@@ -11,6 +14,11 @@ development; link-local and metadata addresses stay refused). The URL is checked
 refused one is an error to the caller, and checked again at each delivery, which connects to the address it
 checked (the host name still goes in ``Host`` and TLS), so a changed DNS answer cannot redirect the POST. Redirects
 are not followed: a 3xx answer counts as a failed attempt.
+
+Resolving a webhook's host can be slow (a dead name server), so it never runs on the threads that serve requests:
+the check at submission runs on threads of its own, at most ``WEBHOOK_MAX_CHECKS`` at once (past that a submission
+is answered 503), and the caller waits at most ``WEBHOOK_TIMEOUT_S`` for it; deliveries resolve on their own
+delivery threads.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -29,6 +38,7 @@ from urllib.parse import SplitResult, urlsplit
 import httpx
 
 from ..core.safe_fetch import FetchRefused, Resolver, Watchdog, forbidden, plain_address, system_resolver
+from .state import COMPLETED, Job
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +56,22 @@ logging.getLogger("httpx").addFilter(_QuietDeliveries())
 
 #: Longest webhook URL accepted.
 MAX_URL_CHARS = 2048
-#: Deliveries waiting (first attempts and retries) beyond which the oldest new ones are dropped, with a warning.
+#: Deliveries waiting (first attempts and retries) beyond which new ones are dropped, with a warning
+#: (``WEBHOOK_MAX_PENDING``'s default).
 MAX_PENDING = 1000
+#: Webhook URLs checked (resolved) at once at submission (``WEBHOOK_MAX_CHECKS``'s default).
+MAX_CHECKS = 16
+#: Sent in place of a completed job's output when the store forgot it before its webhook was delivered.
+FORGOTTEN = ("the job's output was forgotten before this webhook was sent (JOB_RETAIN_MAX, JOB_RETAIN_BYTES or "
+             "JOB_RETENTION_S) and can no longer be read")
 
 
 class WebhookRefused(ValueError):
     """The webhook URL is not allowed; the message says why and is safe to show."""
+
+
+class WebhookBusy(RuntimeError):
+    """``WEBHOOK_MAX_CHECKS`` webhook URLs are being checked already; the caller may try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +127,14 @@ class WebhookGuard:
 @dataclass
 class _Delivery:
     url: str
-    body: dict[str, Any]
+    body: dict[str, Any]  # the job's final state without its output
     job_id: str
+    read: Callable[[], dict[str, Any] | None] | None = None  # the job's /status view from the store, when kept
     attempts: int = 0
+
+
+def _view(job: Job | None) -> dict[str, Any] | None:
+    return None if job is None else job.view()
 
 
 class WebhookSender:
@@ -117,8 +142,12 @@ class WebhookSender:
 
     def __init__(self, guard: WebhookGuard, retries: int = 2, retry_delay_s: float = 10.0, timeout_s: float = 10.0,
                  workers: int = 4, transport: httpx.BaseTransport | None = None,
-                 on_result: Callable[[str, bool], None] | None = None) -> None:
+                 on_result: Callable[[str, bool], None] | None = None, max_pending: int = MAX_PENDING,
+                 max_checks: int = MAX_CHECKS) -> None:
         self.guard = guard
+        self.max_pending = max_pending
+        self.max_checks = max_checks
+        self._check_slots = threading.BoundedSemaphore(max_checks)
         self.retries = retries
         self.retry_delay_s = retry_delay_s
         self.timeout_s = timeout_s
@@ -142,7 +171,8 @@ class WebhookSender:
         jobs that end during a graceful shutdown are still reported."""
         guard = WebhookGuard(allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private)
         sender = cls(guard, retries=settings.webhook_retries, retry_delay_s=settings.webhook_retry_delay_s,
-                     timeout_s=settings.webhook_timeout_s, **kw)
+                     timeout_s=settings.webhook_timeout_s, max_pending=settings.webhook_max_pending,
+                     max_checks=settings.webhook_max_checks, **kw)
         atexit.register(sender.drain, settings.webhook_timeout_s + 1)
         return sender
 
@@ -150,15 +180,52 @@ class WebhookSender:
         """Refuse a URL when the job is submitted (:class:`WebhookRefused`); resolves DNS, so call it off the loop."""
         self.guard.check(url)
 
-    def send(self, url: str, body: dict[str, Any]) -> None:
-        """Queue ``body`` for ``url``; returns at once."""
-        delivery = _Delivery(url, body, str(body.get("id", "")))
+    def check_soon(self, url: str) -> Future[None]:
+        """Check ``url`` (as :meth:`check`) on a thread of the sender's own, never the caller's pool; the future
+        holds the outcome. :class:`WebhookBusy` at once when ``max_checks`` checks are running already."""
+        if not self._check_slots.acquire(blocking=False):
+            raise WebhookBusy(f"{self.max_checks} webhook URLs are being checked already (WEBHOOK_MAX_CHECKS); "
+                              "try again shortly")
+        future: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self.guard.check(url)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+            finally:
+                self._check_slots.release()
+
+        try:
+            # A thread per check, bounded by the slots: a name server that never answers keeps its thread (a
+            # daemon, so it never holds the process at exit) and its slot, nothing else.
+            threading.Thread(target=run, name="webhook-check", daemon=True).start()
+        except BaseException:
+            self._check_slots.release()
+            raise
+        return future
+
+    def end_listener(self, url: str, lookup: Callable[[str], Job | None]) -> Callable[[Job], None]:
+        """A job's end listener (a store's ``on_end``) that queues its webhook: the delivery holds the job's id and
+        final state, and reads its output through ``lookup`` (the store's ``get``) when it is sent."""
+        def told(job: Job) -> None:
+            job_id = job.id  # the delivery must not hold the job, which holds the output
+            self.send(url, job.view(output=False), read=lambda: _view(lookup(job_id)))
+
+        return told
+
+    def send(self, url: str, body: dict[str, Any], read: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        """Queue ``body`` for ``url``; returns at once. With ``read``, ``body`` is the job's final state without
+        its output, and ``read()`` gives its current ``/status`` view (None once forgotten) when the POST is made."""
+        delivery = _Delivery(url, body, str(body.get("id", "")), read)
         with self._cond:
             if self._closed:
                 return
-            if len(self._due) >= MAX_PENDING:
-                log.warning("webhook for job %s dropped: %d deliveries are already waiting", delivery.job_id,
-                            len(self._due))
+            if len(self._due) >= self.max_pending:
+                log.warning("webhook for job %s dropped: %d deliveries are already waiting (WEBHOOK_MAX_PENDING)",
+                            delivery.job_id, len(self._due))
                 return
             heapq.heappush(self._due, (time.monotonic(), next(self._order), delivery))
             self._cond.notify()
@@ -207,10 +274,20 @@ class WebhookSender:
                     self._in_flight -= 1
                     self._cond.notify_all()
 
+    def _payload(self, delivery: _Delivery) -> dict[str, Any]:
+        """What to POST: the stored ``/status`` view while it still shows the state the job ended in; else the
+        state kept with the delivery (a completed job's forgotten output said so)."""
+        current = None if delivery.read is None else delivery.read()
+        if current is not None and current.get("status") == delivery.body.get("status"):
+            return current
+        if delivery.read is not None and delivery.body.get("status") == COMPLETED:
+            return {**delivery.body, "error": FORGOTTEN}
+        return delivery.body
+
     def _attempt(self, delivery: _Delivery) -> None:
         delivery.attempts += 1
         try:
-            status = self._post(delivery.url, delivery.body)
+            status = self._post(delivery.url, self._payload(delivery))
             why = None if status == 200 else f"answered HTTP {status}"
         except WebhookRefused as exc:
             why = f"refused: {exc}"
