@@ -188,3 +188,29 @@ def test_closing_twice_gives_nothing_more(fmt):
     enc.feed(tone(0.2))
     enc.close()
     assert enc.close() == b""
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus", "aac", "pcm"])
+def test_empty_audio_is_a_file_every_decoder_opens(fmt):
+    """A generation that ended at once (issue 25): no exception (it was a 500), and a file that decodes: no samples
+    for wav, flac and pcm, at most 50 ms of silence for the lossy formats, whole or streamed."""
+    empty = np.zeros(0, dtype=np.float32)
+    for data in (audio.encode(empty, fmt), b"".join(audio.encode_stream([empty], fmt)),
+                 b"".join(audio.encode_stream([], fmt))):
+        if fmt == "pcm":
+            assert data == b""
+            continue
+        with av.open(io.BytesIO(data)) as c:
+            stream = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(stream))
+            seconds = samples / stream.codec_context.sample_rate
+        assert seconds == 0 if fmt in ("wav", "flac") else 0 < seconds <= 0.15, (fmt, seconds)
+        if seconds:
+            assert np.abs(decode_any(data, fmt)[0]).max() < 0.01  # silence
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac"])
+def test_an_empty_piece_mid_stream_is_skipped(fmt):
+    pieces = [tone(0.2), np.zeros(0, dtype=np.float32), tone(0.2)]
+    wave, rate = decode_any(b"".join(audio.encode_stream(pieces, fmt)), fmt)
+    assert abs(len(wave) / rate - 0.4) < 0.1

@@ -1,7 +1,25 @@
 import logging
 
+import pytest
+
 from higgs_worker.core.logs import RedactingFilter, setup_logging
 from higgs_worker.core.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """setup_logging reconfigures the process's root logger; later tests in this process must get it back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def test_known_and_pattern_secrets_are_redacted(tmp_path, monkeypatch):

@@ -3,6 +3,9 @@
 Reading untrusted clips lives in :mod:`.decode` (the one place that mixes and resamples them); this is the only
 place that encodes. Encoders are built on PyAV (FFmpeg) with one encoder per response, so a stream
 cut into pieces is still one continuous file.
+
+Empty audio (a generation that ended at once) still gives a file every decoder opens: a WAV or FLAC header with no
+samples, raw PCM of no bytes, and for the lossy formats (which cannot hold zero samples) 50 ms of silence.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class StreamEncoder:
 
     def feed(self, wave: np.ndarray) -> bytes:
         """Encode more samples; returns the bytes ready so far (possibly empty)."""
+        if self.fmt in _AV_FORMATS and wave.size == 0:
+            return b""  # an encoder cannot take a frame of no samples
         if self.fmt in ("wav", "pcm"):
             head = b""
             if self.fmt == "wav" and not self._started:
@@ -99,11 +104,17 @@ class StreamEncoder:
             return wav_header(self.sample_rate)
         if self._container is None:
             return b""
+        head = b""
+        if self._pts == 0:  # nothing was fed: a file with no audio
+            if self.fmt == "flac":
+                self._container.start_encoding()  # the header alone is a valid, empty FLAC
+            else:  # 50 ms of silence: lossy encoders and their containers cannot hold zero samples
+                head = self.feed(np.zeros(self.sample_rate // 20, dtype=np.float32))
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         self._container = None
-        return self._drain()
+        return head + self._drain()
 
     def _drain(self) -> bytes:
         data = self._buffer.getvalue()
@@ -117,7 +128,7 @@ def encode(wave: np.ndarray, fmt: str, sample_rate: int = SAMPLE_RATE) -> bytes:
     if fmt == "wav":
         pcm = to_int16(wave).tobytes()
         return wav_header(sample_rate, len(pcm)) + pcm
-    if fmt == "flac":
+    if fmt == "flac" and wave.size:
         buf = io.BytesIO()
         sf.write(buf, to_int16(wave), sample_rate, format="FLAC", subtype="PCM_16")
         return buf.getvalue()

@@ -1,14 +1,14 @@
 """The FastAPI application: wiring, lifespan (model preload, job store), error shapes, middleware.
 
 The middleware are plain ASGI (no ``BaseHTTPMiddleware``, which would put streamed bodies behind an extra task and
-buffer). From the outside in: CORS (when configured; it answers preflights, which carry no key), request counting,
-the API key check (headers only), the body limit (which reads the body), then the routes.
+buffer). From the outside in: CORS (when configured; it answers preflights, which carry no key), the security
+headers (:mod:`.security`), request counting, the API key check (headers only), the body gate (:mod:`.limits`:
+which routes take a body, its size, how many at once, its deadline; it reads the body), then the routes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -20,8 +20,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..asr.metrics import ASRMetrics
 from ..core.errors import DeviceFault, RequestError, public_error
@@ -31,7 +33,10 @@ from ..jobs.runner import JobRunner
 from ..jobs.state import Job, StoreUnavailable
 from ..speech import SpeechService
 from .auth import RequireKey
+from .docs import render_docs
+from .limits import BodyBudget, BodyGate
 from .metrics import Metrics
+from .security import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -51,54 +56,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     elif first.get("type") == "json_invalid":
         field, msg = "body", "is not valid JSON"
     return field, msg
-
-
-class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413: by the declared length, or while reading the body.
-
-    The body is read here (bounded by the limit) and handed to the app in one piece, so a chunked upload that
-    grows too large is refused before any route sees it.
-    """
-
-    def __init__(self, app, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            total += len(message.get("body", b""))
-            if total > self.limit:
-                return await self._refuse(send)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()  # later calls: disconnect detection
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        body = json.dumps(error_body(f"body: request body is over {self.limit} bytes (MAX_BODY_BYTES)",
-                                     "body")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
 
 
 class CountRequests:
@@ -189,11 +146,11 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
             from ..jobs.redis_store import RedisJobStore  # redis is imported only when it is used
             from ..jobs.webhooks import WebhookSender
 
-            def notify(url: str, view: dict) -> None:
+            def notify(url: str, view: dict, read=None) -> None:  # read: the output from Redis when sent
                 sender = getattr(app.state, "webhooks", None)
                 if sender is None:
                     sender = app.state.webhooks = WebhookSender.from_settings(settings)
-                sender.send(url, view)
+                sender.send(url, view, read)
 
             app.state.jobs = RedisJobStore(settings.job_store.strip(), work, lease_s=settings.job_lease_s,
                                            max_attempts=settings.job_max_attempts, notify=notify, **limits)
@@ -205,17 +162,26 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
         yield
         app.state.jobs.shutdown(wait=True)
 
-    app = FastAPI(title="higgs-audio-worker", version="0.1.0", lifespan=lifespan,
+    # /docs and /redoc are this server's own page (.docs): FastAPI's load their script from a CDN
+    app = FastAPI(title="higgs-audio-worker", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Higgs Audio V2 text-to-speech: RunPod-compatible jobs, OpenAI-compatible speech.")
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
     app.state.speech_inflight = 0
 
+    body_routes: list[APIRoute] = []  # the routes that read a body, filled in once they are all added (below)
+
+    def takes_body(scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in body_routes)
+
     # Each add_middleware wraps the ones added before it: the last added is the outermost.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.body_budget = BodyBudget(settings.max_concurrent_bodies, settings.max_body_bytes_in_flight)
+    app.add_middleware(BodyGate, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
+                       budget=app.state.body_budget, takes_body=takes_body)
     app.add_middleware(RequireKey, keys=settings.api_key_list, public_docs=settings.public_docs)
     app.add_middleware(CountRequests, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
@@ -255,7 +221,7 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from . import routes_jobs, routes_openai, routes_voices
+    from . import routes_jobs, routes_openai, routes_realtime, routes_voices
 
     static = Path(__file__).parent / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
@@ -267,15 +233,28 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
     # The studio's modules and styles, public like the page (they hold no data; the page asks for the key).
     app.mount("/static", StaticFiles(directory=static), name="static")
 
+    docs_page: list[str] = []
+
+    @app.get("/docs", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        if not docs_page:
+            docs_page.append(render_docs(app.openapi()))
+        return HTMLResponse(docs_page[0])
+
     @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
     async def metrics_route() -> Response:
+        metrics.bodies_receiving.set(app.state.body_budget.receiving)
+        metrics.body_bytes_held.set(app.state.body_budget.reserved)
         try:
             metrics.queue_depth.set(app.state.jobs.queue_depth())
         except StoreUnavailable:
             pass  # the shared job store is down: the last value stays
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_openai.router)
-    app.include_router(routes_voices.router)
+    routers = (routes_jobs.router, routes_openai.router, routes_voices.router, routes_realtime.router)
+    for router in routers:
+        app.include_router(router)
+    body_routes.extend(route for route in (*app.router.routes, *(r for router in routers for r in router.routes))
+                       if isinstance(route, APIRoute) and route.body_field is not None)
     return app

@@ -1,7 +1,8 @@
 """Bearer-key authentication, checked from the request headers before anything reads the body.
 
 Pure ASGI middleware, placed outside the body limit: a request without a valid key is answered 401 without a
-byte of its body being read or parsed. ``/ping`` and ``/health`` (load balancers), and ``/`` with its assets under
+byte of its body being read or parsed (and, when it announced one, the connection is closed, so the body is not
+drained either). ``/ping`` and ``/health`` (load balancers), and ``/`` with its assets under
 ``/static/`` (the studio page, which calls the API with a key the user types) stay public; the API description
 (``/docs``, ``/redoc``, ``/openapi.json``) needs a key unless ``PUBLIC_DOCS`` is set.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+
+from .limits import declared_body
 
 OPEN_PATHS = frozenset({"/ping", "/health", "/"})
 OPEN_PREFIX = "/static/"
@@ -45,8 +48,9 @@ class RequireKey:
         if (scope["type"] != "http" or not self._digests or scope["path"] in self._open
                 or scope["path"].startswith(OPEN_PREFIX) or self.allowed(scope.get("headers") or [])):
             return await self.app(scope, receive, send)
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(_REFUSAL)).encode()),
-                                (b"www-authenticate", b"Bearer")]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_REFUSAL)).encode()),
+                   (b"www-authenticate", b"Bearer")]
+        if declared_body(scope.get("headers") or [])[0]:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": _REFUSAL})

@@ -22,6 +22,10 @@ class Metrics:
         self.audio_seconds = Counter("higgs_generated_audio_seconds", "Seconds of audio generated", registry=r)
         self.model_load_seconds = Gauge("higgs_model_load_seconds", "Time the model took to load", registry=r)
         self.model_ready = Gauge("higgs_model_ready", "1 when the model is loaded", registry=r)
+        self.bodies_receiving = Gauge("higgs_http_bodies_receiving", "Request bodies being received now "
+                                      "(MAX_CONCURRENT_BODIES)", registry=r)
+        self.body_bytes_held = Gauge("higgs_http_body_bytes_held", "Bytes reserved for request bodies now "
+                                     "(MAX_BODY_BYTES_IN_FLIGHT)", registry=r)
 
     def observe_result(self, duration_s: float, generation_s: float, first_audio_s: float | None) -> None:
         self.audio_seconds.inc(duration_s)

@@ -1,4 +1,9 @@
-"""OpenAI-compatible speech: ``POST /v1/audio/speech`` (whole file, chunked audio stream or SSE) and models."""
+"""OpenAI-compatible speech: ``POST /v1/audio/speech`` (whole file, chunked audio stream or SSE) and models.
+
+Every speech request runs within ``SPEECH_TIMEOUT_S`` (then its generation is cancelled: 504 for a whole file, an
+``error`` event for SSE, a cut stream for audio); ``/v1/audio/speech/captioned`` returns at most
+``MAX_INLINE_BYTES`` of audio inline, as jobs do.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from .. import audio
 from ..core.errors import Cancelled, ModelLoadError, RequestError, public_error
-from ..core.schema import OpenAISpeech, SpeechRequest, SpeechResult
+from ..core.openai_schema import OpenAISpeech
+from ..core.results import SpeechResult
+from ..core.schema import SpeechRequest
 from ..speech import SpeechService
+from .streaming import Pipe, StreamedSpeech
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -45,6 +52,11 @@ async def _watch_disconnect(request: Request, cancel: threading.Event, done: asy
             await asyncio.wait_for(done.wait(), 0.25)
         except TimeoutError:
             pass
+
+
+def _timed_out(settings) -> RequestError:
+    return RequestError("input", f"the speech took longer than {settings.speech_timeout_s:g} s (SPEECH_TIMEOUT_S) "
+                                 "and was stopped; shorten the input or lower max_new_tokens")
 
 
 def _ensure_model(service: SpeechService) -> None:
@@ -120,21 +132,39 @@ async def speech_captioned(body: OpenAISpeech, request: Request) -> dict[str, An
         request.app.state.speech_inflight -= 1
     if result is None:
         raise HTTPException(status_code=499, detail="the client went away")
+    limit = request.app.state.settings.max_inline_bytes
+    if len(result.audio) > limit:
+        raise RequestError("response_format", f"the audio is {len(result.audio)} bytes, over the {limit} bytes this "
+                                              "route returns inline (MAX_INLINE_BYTES); ask for a compressed format, "
+                                              "a shorter input, or use /v1/audio/speech")
     return {"audio_base64": base64.b64encode(result.audio).decode("ascii"), **result.metadata()}
 
 
 async def _synthesize(request: Request, service: SpeechService, speech_request: SpeechRequest) -> SpeechResult | None:
-    """The whole speech on a worker thread, cancelled if the client goes away (then None)."""
+    """The whole speech on a worker thread, cancelled if the client goes away (then None) or when it runs past
+    ``SPEECH_TIMEOUT_S`` (504)."""
     cancel = threading.Event()
     done = asyncio.Event()
+    settings = request.app.state.settings
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        cancel.set()
+
+    timer = asyncio.get_running_loop().call_later(settings.speech_timeout_s, expire)
     watcher = asyncio.create_task(_watch_disconnect(request, cancel, done))
     try:
         result = await asyncio.to_thread(service.synthesize, speech_request, cancel)
     except Cancelled:
+        if expired.is_set():
+            log.warning("speech request stopped after %g s (SPEECH_TIMEOUT_S)", settings.speech_timeout_s)
+            raise HTTPException(status_code=504, detail=str(_timed_out(settings))) from None
         return None
     except ModelLoadError as exc:
         raise HTTPException(status_code=503, detail=public_error(exc)) from None
     finally:
+        timer.cancel()
         done.set()
         await watcher
     request.app.state.metrics.observe_result(result.duration_s, result.generation_s, None)
@@ -161,152 +191,6 @@ async def _whole(request: Request, service: SpeechService, speech_request: Speec
     return Response(result.audio, media_type=audio.MEDIA_TYPES[result.format], headers=headers)
 
 
-class _Failed:
-    """An exception raised by the generating thread, carried to the event loop."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_END = object()
-
-
-class _Pipe:
-    """A bounded hand-off from a thread that makes pieces (blocking work) to the event loop that sends them.
-
-    At most ``size`` pieces wait; when the client is slower than generation, the thread pauses instead of piling
-    audio up. :meth:`close` cancels the generation: the thread stops at its next piece and closes the iterator.
-    """
-
-    def __init__(self, produce: Iterator[bytes], cancel: threading.Event, size: int) -> None:
-        self._produce = produce
-        self._cancel = cancel
-        self._room = threading.Semaphore(size)
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._ended = False
-        self.worker = self._loop.run_in_executor(None, self._run)
-
-    def _put(self, item: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._cancel.set()
-
-    def _run(self) -> None:
-        try:
-            for item in self._produce:
-                while not self._room.acquire(timeout=0.1):
-                    if self._cancel.is_set():
-                        return
-                if self._cancel.is_set():
-                    return
-                self._put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
-            self._put(_Failed(exc))
-        finally:
-            close = getattr(self._produce, "close", None)
-            if close is not None:
-                close()  # runs the generation's cleanup now, on this thread, not at garbage collection
-            self._put(_END)
-
-    async def get(self) -> bytes | None:
-        """The next piece; ``None`` at the end. Raises what the generation raised."""
-        if self._ended:
-            return None
-        item = await self._queue.get()
-        if item is _END:
-            self._ended = True
-            return None
-        if isinstance(item, _Failed):
-            self._ended = True
-            raise item.exc
-        self._room.release()
-        return item
-
-    def close(self) -> None:
-        self._cancel.set()
-
-
-class _Stalled(Exception):
-    """The client read nothing for the stall timeout."""
-
-
-class StreamedSpeech(Response):
-    """A streamed speech response that cannot outlive its client.
-
-    Pieces pass through a bounded :class:`_Pipe`. The response ends, the generation is cancelled and the slot is
-    released (``release``) as soon as the client disconnects, or when one write waits longer than ``stall_s``
-    because the client stopped reading (``STREAM_STALL_TIMEOUT_S``); nothing waits for garbage collection.
-    """
-
-    def __init__(self, start: Callable[[], _Pipe], media_type: str, headers: dict[str, str], stall_s: float,
-                 frame: Callable[[bytes], bytes], done: Callable[[], bytes],
-                 failed: Callable[[BaseException], bytes | None], release: Callable[[], None]) -> None:
-        self.status_code = 200
-        self.media_type = media_type
-        self.background = None
-        self.init_headers(headers)  # no body set: no Content-Length, the body goes out chunked
-        self._start = start
-        self._stall_s = stall_s
-        self._frame = frame
-        self._done = done
-        self._failed = failed
-        self._release = release
-
-    async def __call__(self, scope, receive, send) -> None:
-        pipe: _Pipe | None = None
-        tasks: list[asyncio.Task] = []
-        try:
-            pipe = self._start()
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            tasks = [asyncio.create_task(self._send_all(pipe, send)),
-                     asyncio.create_task(self._until_disconnect(receive))]
-            for task in tasks:  # whichever loses is cancelled below; its outcome is read, never left pending
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            sender = tasks[0]
-            if sender in finished and not sender.cancelled() and isinstance(sender.exception(), _Stalled):
-                log.warning("stream client read nothing for %g s; generation cancelled (STREAM_STALL_TIMEOUT_S)",
-                            self._stall_s)
-            elif sender in finished and sender.exception() is not None:
-                raise sender.exception()
-        finally:
-            if pipe is not None:
-                pipe.close()
-            for task in tasks:
-                task.cancel()
-            self._release()
-
-    async def _until_disconnect(self, receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    async def _send_all(self, pipe: _Pipe, send) -> None:
-        async def write(body: bytes, more: bool = True) -> None:
-            try:
-                async with asyncio.timeout(self._stall_s):
-                    await send({"type": "http.response.body", "body": body, "more_body": more})
-            except TimeoutError:
-                raise _Stalled() from None
-
-        while True:
-            try:
-                piece = await pipe.get()
-            except Cancelled:
-                await write(b"", more=False)
-                return
-            except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band, or cut the stream
-                last = self._failed(exc)
-                if last is not None:
-                    await write(last, more=False)
-                return  # without a last message the client sees a broken stream, not a short file
-            if piece is None:
-                break
-            await write(self._frame(piece))
-        await write(self._done(), more=False)
-
-
 def _streamed(request: Request, service: SpeechService, speech_request: SpeechRequest, kind: str) -> StreamedSpeech:
     cancel = threading.Event()
     stream = service.synthesize_stream(speech_request, cancel)
@@ -321,8 +205,8 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
             released = True
             state.speech_inflight -= 1
 
-    def start() -> _Pipe:
-        return _Pipe(stream.encoded(), cancel, settings.stream_buffer_pieces)
+    def start() -> Pipe:
+        return Pipe(stream.encoded(), cancel, settings.stream_buffer_pieces)
 
     def audio_done() -> bytes:
         _observe(stream, state.metrics)
@@ -356,11 +240,12 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
         return f"data: {json.dumps({'type': 'error', 'error': public_error(exc, 'speech stream')})}\n\n".encode()
 
     stall = settings.stream_stall_timeout_s
+    limits = {"deadline_s": settings.speech_timeout_s, "timed_out": lambda: _timed_out(settings)}
     if kind == "sse":
         return StreamedSpeech(start, "text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                              stall, sse_delta, sse_done, sse_failed, release)
+                              stall, sse_delta, sse_done, sse_failed, release, **limits)
     return StreamedSpeech(start, audio.MEDIA_TYPES[fmt], {"X-Accel-Buffering": "no"}, stall, lambda data: data,
-                          audio_done, audio_failed, release)
+                          audio_done, audio_failed, release, **limits)
 
 
 def _observe(stream, metrics) -> None:
