@@ -2,13 +2,14 @@
 
 import html
 import io
+import re
 from datetime import timedelta
 
 import pytest
 import srt
 import webvtt
 
-from higgs_worker.asr.captions import build_cues, captions, offset_words, to_srt, to_vtt, width
+from higgs_worker.asr.captions import build_cues, captions, offset_words, srt_escape, to_srt, to_vtt, width
 from higgs_worker.asr.types import Word
 
 TEXT = ("Long ago, in a quiet village by the sea, there lived an old fisherman who told stories every evening. "
@@ -131,6 +132,15 @@ def test_text_that_looks_like_markup_survives_both_formats():
     assert " ".join(html.unescape(c.text) for c in parse_vtt(vtt).captions) == "a <b>bold</b> claim & x --> y"
     subs = parse_srt(to_srt(build_cues(words)))
     assert subs[0].content == "a <b>bold</b> claim & x -> y"
+
+
+@pytest.mark.parametrize("line", ["x --> y", "x ---> y", "x ----> y", "a -->--> b", "-->", "<!-- c -->", "a -> b"])
+def test_srt_arrow_escaping_is_idempotent_and_leaves_no_arrow(line):
+    once = srt_escape(line)
+    assert "-->" not in once and srt_escape(once) == once
+    assert re.sub("-+>", ">", once) == re.sub("-+>", ">", line)  # only the arrows' hyphens change
+    subs = parse_srt(to_srt(build_cues(timed(f"before {line} after"))))
+    assert len(subs) == 1 and subs[0].content == f"before {once} after"
 
 
 def test_words_longer_than_a_line_are_cut():

@@ -211,3 +211,80 @@ def test_garbage_inside_an_accepted_container_is_a_decode_error():
         decode_mono(b"fLaC" + b"\xff" * 500, 24000, LIMITS)
     with pytest.raises(AudioDecodeError):
         decode_mono(b"RIFF\x24\0\0\0WAVEfmt " + b"\0" * 40, 24000, LIMITS)
+
+
+def chained(container: str, codec: str, pieces: list[tuple[int, str, float, float]], **options: str) -> bytes:
+    """Files of one codec played back to back, as a chained stream: each of ``pieces`` (rate, layout, tone in Hz,
+    seconds) encoded on its own and the bytes concatenated, so the rate and channels change between blocks."""
+    out = b""
+    for rate, layout, tone_hz, seconds in pieces:
+        channels = 2 if layout == "stereo" else 1
+        tone = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+        buf = io.BytesIO()
+        with av.open(buf, "w", format=container, options=options) as box:
+            stream = box.add_stream(codec, rate=rate, layout=layout)
+            frame = av.AudioFrame.from_ndarray(np.tile(tone, (channels, 1)), format="fltp", layout=layout)
+            frame.sample_rate = rate
+            resampler = av.AudioResampler(format=stream.format, layout=layout, rate=rate,
+                                          frame_size=stream.codec_context.frame_size or None)
+            for piece in resampler.resample(frame) + resampler.resample(None):
+                for packet in stream.encode(piece):
+                    box.mux(packet)
+            for packet in stream.encode(None):
+                box.mux(packet)
+        out += buf.getvalue()
+    return out
+
+
+def dominant_hz(wave: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.fft.rfftfreq(len(wave), 1 / rate)[spectrum.argmax()])
+
+
+def test_a_stream_that_changes_rate_and_channels_midway_is_resampled_block_by_block_at_each_rate():
+    # ADTS AAC: 8 kHz mono, then 48 kHz stereo, then 24 kHz mono; each block carries its own rate
+    data = chained("adts", "aac", [(8000, "mono", 440.0, 1.5), (48000, "stereo", 1000.0, 1.5),
+                                   (24000, "mono", 2000.0, 1.5)])
+    with av.open(io.BytesIO(data), format="aac") as box:  # the file really is what the test says
+        blocks = [(f.sample_rate, f.layout.nb_channels, f.samples) for f in box.decode(audio=0)]
+    assert {(rate, channels) for rate, channels, _ in blocks} == {(8000, 1), (48000, 2), (24000, 1)}
+    wave = decode_mono(data, 24000, LIMITS)
+    # every sample of every block, each at its own rate (none lost where the rate changes); 4.5 s plus AAC's
+    # priming and padding, where a block read at another rate would make its piece 6 times longer or shorter
+    assert len(wave) == pytest.approx(sum(n / rate for rate, _, n in blocks) * 24000, abs=1)
+    assert 4.5 <= len(wave) / 24000 < 4.8, len(wave) / 24000
+    # each tone at its own pitch (the windows sit inside each piece, whatever the codec's padding)
+    tones = [dominant_hz(wave[int(start * 24000):int((start + 0.8) * 24000)], 24000) for start in (0.4, 1.9, 3.4)]
+    assert tones == pytest.approx([440.0, 1000.0, 2000.0], abs=5.0), tones
+
+
+def test_the_length_budget_counts_each_block_at_its_own_rate():
+    # half a second at 48 kHz, then two at 8 kHz: 2.5 s, though the header's 48 kHz would make it 0.83 s
+    data = chained("adts", "aac", [(48000, "mono", 440.0, 0.5), (8000, "mono", 440.0, 2.0)])
+    with pytest.raises(AudioTooLong, match=r"is longer than 2 s"):
+        decode_mono(data, 24000, DecodeLimits(max_seconds=2.0))
+    assert len(decode_mono(data, 24000, DecodeLimits(max_seconds=3.0))) / 24000 == pytest.approx(2.5, abs=0.25)
+
+
+def test_a_block_that_raises_the_rate_past_the_limit_midway_is_refused():
+    data = chained("adts", "aac", [(16000, "mono", 440.0, 0.5), (96000, "mono", 440.0, 0.5)])
+    with pytest.raises(AudioLimitError, match="96000 Hz; the limit is 48000 Hz .MAX_REF_SAMPLE_RATE"):
+        decode_mono(data, 24000, DecodeLimits(max_sample_rate=48000))
+
+
+def test_a_rate_change_the_decoder_mislabels_is_refused_not_resampled_at_the_wrong_rate():
+    # Chained MP3 frames, 48 kHz then 16 kHz: FFmpeg labels the first block after each change with the old rate
+    # (its decoder reads the new one), so resampling by the label would play those blocks at the wrong pitch
+    data = chained("mp3", "libmp3lame", [(48000, "mono", 440.0, 1.0), (16000, "mono", 1000.0, 1.0)],
+                   write_xing="0", id3v2_version="0")
+    assert sniff_container(data) == "mp3"
+    with av.open(io.BytesIO(data), format="mp3") as box:
+        stream = box.streams.audio[0]
+        labels = [(frame.sample_rate, stream.codec_context.sample_rate) for frame in box.decode(stream)]
+    assert any(label != read for label, read in labels)  # what the refusal guards against
+    with pytest.raises(AudioDecodeError, match="changes its sample rate mid-stream"):
+        decode_mono(data, 24000, LIMITS)
+    # one rate throughout is decoded as before
+    single = chained("mp3", "libmp3lame", [(16000, "mono", 1000.0, 1.0)], write_xing="0", id3v2_version="0")
+    wave = decode_mono(single, 24000, LIMITS)
+    assert dominant_hz(wave, 24000) == pytest.approx(1000.0, abs=5.0)

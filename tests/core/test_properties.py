@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from higgs_worker.jobs.request import JobRequest
-from higgs_worker.core.schema import OpenAISpeech, SpeechRequest
+from higgs_worker.core.openai_schema import OpenAISpeech
+from higgs_worker.core.schema import SpeechRequest
 from higgs_worker.core.errors import RequestError
 
 json_values = st.recursive(

@@ -138,6 +138,24 @@ def test_invisible_characters_are_removed():
     assert text.clean("a\x1bb\x9bc") == "abc"  # escape and C1 control introducers
 
 
+def test_terminal_escapes_go_whole_and_blank_looking_characters_become_spaces():
+    assert text.clean("a\x1b[1;31mred\x1b[0m b") == "ared b"  # no "[31m" left to be read out
+    assert text.clean("x\x1b]0;title\x07y\x1b]8;;https://e.test\x1b\\z") == "xyz"  # OSC, BEL or ST ended
+    assert text.clean("x\x1b]0;no end y") == "x0;no end y"  # unterminated: only the escape goes
+    assert text.clean("one\u2800two\u3164three\uffa0four") == "one two three four"
+    assert text.clean("flag\U000e0067\U000e0062\U000e007f \u034fok\ufe0f") == "flag ok"  # tags, selectors
+    for junk in ("\u3164", "\u2800 \u2800", "\U000e0041\U000e007f", "\x1b[2J\x1b[H"):
+        assert text.clean(junk).strip() == "" and text.normalize(junk) == "", repr(junk)
+    for sample in ("a\x1b[31mb\u2800c\U000e0041", "x\x1b]0;t\x07\u3164y", "\x1b\x1b[[31mm"):
+        assert text.clean(text.clean(sample)) == text.clean(sample)
+
+
+def test_lone_surrogates_are_found_in_strings_objects_and_lists():
+    assert text.has_lone_surrogate("a\ud800b") and text.has_lone_surrogate("\udfff")
+    assert text.has_lone_surrogate({"k": ["x", {"y": "\udc00"}]}) and text.has_lone_surrogate({"\ud83d": 1})
+    assert not text.has_lone_surrogate("a \U0001f600 pair is fine") and not text.has_lone_surrogate({"k": [1, None]})
+
+
 def test_sound_events_map_exactly_as_upstream():
     got = text.normalize("[humming start] la [humming end] [sing start] la [sing end] [applause] [cheering] [cough]")
     assert got == ("<SE_s>[Humming]</SE_s> la <SE_e>[Humming]</SE_e> <SE_s>[Singing]</SE_s> la <SE_e>[Singing]</SE_e> "

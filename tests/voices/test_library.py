@@ -221,3 +221,74 @@ def test_base64_of_exactly_the_byte_limit_is_accepted(tmp_path):
         assert ref.duration_s == pytest.approx(1.0, abs=1e-3)
         with pytest.raises(RequestError, match="MAX_REF_AUDIO_BYTES"):
             library(tmp_path, max_bytes=len(data) - 1).from_base64(base64.b64encode(data).decode(), "w")
+
+
+# -- upload transcripts cleaned and bounded like ref_text; names unique whatever their case --------------------
+
+def test_an_upload_transcript_keeps_no_nul_bidi_override_or_terminal_escape(voices_dir):
+    lib = library(voices_dir)
+    ref = lib.add_upload("clean", upload_bytes(), " Hel\x00lo \u202ewor\u200bld,\x1b[31m in red\x1b[0m.\u2066 ")
+    assert ref.transcript == "Hello world, in red."
+    assert (voices_dir / "uploads" / "clean.txt").read_text("utf-8") == "Hello world, in red.\n"
+    assert lib.get("clean").transcript == "Hello world, in red."
+    assert {v["name"]: v["transcript"] for v in lib.describe()}["clean"] == "Hello world, in red."
+
+
+@pytest.mark.parametrize("junk", ["\x00\u202e\x1b[0m", "\u3164\u2800", "\U000e0041\U000e007f"])
+def test_an_upload_transcript_with_nothing_in_it_is_refused_naming_it(voices_dir, junk):
+    lib = library(voices_dir)
+    with pytest.raises(RequestError) as err:
+        lib.add_upload("blank", upload_bytes(), junk)
+    assert err.value.field == "transcript" and "nothing to say" in err.value.message
+    assert "blank" not in lib.names()
+
+
+def test_an_upload_transcript_is_bounded_by_the_reference_text_limit(env, voices_dir):
+    env(MAX_REF_TEXT_CHARS="30")
+    lib = library(voices_dir)
+    lib.add_upload("fits", upload_bytes(), "x" * 30)
+    with pytest.raises(RequestError) as err:
+        lib.add_upload("long", upload_bytes(), "\u200b" * 31)  # counted as sent, before cleaning
+    assert err.value.field == "transcript" and err.value.message == "is 31 characters; the limit is 30 (MAX_REF_TEXT_CHARS)"
+
+
+def test_a_transcript_written_to_disk_is_cleaned_when_read(voices_dir):
+    (voices_dir / "alto.txt").write_text("Al\x00to \u202esings\x1b[0m.\n", "utf-8")
+    lib = library(voices_dir)
+    assert lib.get("alto").transcript == "Alto sings."
+    assert {v["name"]: v["transcript"] for v in lib.describe()}["alto"] == "Alto sings."
+
+
+@pytest.mark.parametrize(("taken", "upload"), [("alto", "Alto"), ("alto", "ALTO"), ("mine", "MINE"), ("Mine", "mine")])
+def test_an_upload_may_not_imitate_another_voice_by_case(voices_dir, taken, upload):
+    from higgs_worker.voices.library import VoiceExists
+
+    lib = library(voices_dir)
+    if taken not in lib.names():
+        lib.add_upload(taken, upload_bytes(), "the first")
+    with pytest.raises(VoiceExists) as err:
+        lib.add_upload(upload, upload_bytes(), "an imitation")
+    assert err.value.field == "name" and repr(taken) in err.value.message and repr(upload) in err.value.message
+    assert upload not in lib.names() and not (voices_dir / "uploads" / f"{upload}.wav").exists()
+
+
+def test_parallel_uploads_of_one_name_in_different_cases_store_exactly_one(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from higgs_worker.voices.library import VoiceExists
+
+    lib = library(tmp_path)
+    start = threading.Barrier(6)
+    raw = upload_bytes()
+    names = ["shared", "Shared", "SHARED", "sHared", "shaRed", "SHAREd"]
+
+    def upload(name):
+        start.wait()
+        try:
+            return lib.add_upload(name, raw, "words").name
+        except VoiceExists:
+            return None
+
+    with ThreadPoolExecutor(6) as pool:
+        winners = [n for n in pool.map(upload, names) if n is not None]
+    assert len(winners) == 1 and lib.names() == winners  # the check under the lock folds case too

@@ -10,6 +10,7 @@ characters.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -179,11 +180,20 @@ def _millisecond_times(cues: Sequence[Cue]) -> list[tuple[int, int]]:
     return times
 
 
+_SRT_ARROW = re.compile(r"-{2,}>")
+
+
+def srt_escape(line: str) -> str:
+    """A caption line with no ``-->`` (which SubRip reads as a cue's times): every run of hyphens before ``>``
+    becomes ``->``. Idempotent, and no longer arrow is left behind (``--->`` once became ``-->``)."""
+    return _SRT_ARROW.sub("->", line)
+
+
 def to_srt(cues: Sequence[Cue]) -> str:
     """SubRip text: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, a blank line after each."""
     blocks = []
     for n, (cue, (start, end)) in enumerate(zip(cues, _millisecond_times(cues)), start=1):
-        text = "\n".join(line.replace("-->", "->") for line in cue.lines)
+        text = "\n".join(srt_escape(line) for line in cue.lines)
         blocks.append(f"{n}\n{_timestamp(start / 1000, ',')} --> {_timestamp(end / 1000, ',')}\n{text}\n")
     return "\n".join(blocks)
 

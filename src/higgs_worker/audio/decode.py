@@ -8,7 +8,10 @@ image sequences) can name other files or URLs. So, in this order:
 2. channels, sample rate and declared length are refused from the container's own header, before decoding;
 3. decoding goes block by block: each block is checked again (a header can lie, and a FLAC frame can change its
    channel count), mixed to mono and resampled to the model rate at once, so full-rate multichannel audio is never
-   held, and decoding stops as soon as the decoded length passes the limit;
+   held, and decoding stops as soon as the decoded length passes the limit. A stream whose rate or channels change
+   midway (chained Ogg, ADTS or FLAC) is resampled block by block, each at its own rate; a block whose rate the
+   decoder itself contradicts (FFmpeg's MP3 decoder labels the first block after a rate change with the old rate)
+   is refused, never resampled at a guess;
 4. at most ``MAX_CONCURRENT_DECODES`` decodes run at once in the process, so parallel uploads cannot multiply the
    peak.
 """
@@ -23,6 +26,7 @@ import av
 import numpy as np
 
 from ..core.settings import get_settings
+from .resample import StreamingResampler
 
 #: The model's sample rate: every reference clip is decoded to it.
 SAMPLE_RATE = 24000
@@ -149,6 +153,7 @@ def _decode(data: bytes, demuxer: str, rate: int, limits: DecodeLimits) -> np.nd
         try:
             for frame in container.decode(stream):
                 _check_block(frame, limits)
+                _check_block_rate(frame, stream.codec_context.sample_rate)
                 seconds += frame.samples / frame.sample_rate
                 if seconds > limits.max_seconds:
                     raise AudioTooLong(f"is longer than {limits.max_seconds:g} s; the limit is "
@@ -194,6 +199,15 @@ def _check_block(frame: av.AudioFrame, limits: DecodeLimits) -> None:
                               "Hz (MAX_REF_SAMPLE_RATE)", "MAX_REF_SAMPLE_RATE")
 
 
+def _check_block_rate(frame: av.AudioFrame, decoder_rate: int) -> None:
+    """A block's rate must be the one its decoder reads at. The channel count needs no such check: a block's
+    samples are laid out by its own channel layout, so mixing it to mono cannot go wrong."""
+    if frame.sample_rate != decoder_rate:
+        raise AudioDecodeError(f"changes its sample rate mid-stream in a way that cannot be decoded reliably (a block "
+                               f"labelled {frame.sample_rate} Hz while its decoder reads {decoder_rate} Hz); convert "
+                               "it to one sample rate first")
+
+
 #: Scale of each integer sample format to [-1, 1], and its zero point.
 _INT_SCALE = {np.dtype(np.uint8): (128.0, 128.0), np.dtype(np.int16): (32768.0, 0.0),
               np.dtype(np.int32): (2147483648.0, 0.0), np.dtype(np.int64): (9223372036854775808.0, 0.0)}
@@ -217,33 +231,30 @@ def block_to_mono(frame: av.AudioFrame) -> np.ndarray:
 
 
 class _MonoResampler:
-    """Mono blocks at any input rate in, one float32 array at the output rate out; one resampler per input rate."""
+    """Mono blocks at any input rate in, one float32 array at the output rate out: each run of blocks at one rate
+    resampled as upstream's tokenizer resamples a reference (soxr HQ, length fixed; :mod:`.resample`)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._pieces: list[np.ndarray] = []
-        self._resampler: av.AudioResampler | None = None
+        self._resampler: StreamingResampler | None = None
         self._in_rate = 0
 
     def add(self, frame: av.AudioFrame) -> None:
         mono = block_to_mono(frame)
-        if frame.sample_rate == self.rate and self._resampler is None:
+        if frame.sample_rate != self._in_rate:  # the first block, or the rate changed: the last rate's tail first
+            self._flush()
+            self._in_rate = frame.sample_rate
+            if frame.sample_rate != self.rate:
+                self._resampler = StreamingResampler(frame.sample_rate, self.rate)
+        if self._resampler is None:
             self._pieces.append(mono)
             return
-        if frame.sample_rate != self._in_rate:
-            self._flush()
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-            self._in_rate = frame.sample_rate
-        block = av.AudioFrame.from_ndarray(mono[None, :], format="flt", layout="mono")
-        block.sample_rate = frame.sample_rate
-        self._keep(self._resampler.resample(block))
-
-    def _keep(self, frames: list[av.AudioFrame]) -> None:
-        self._pieces.extend(f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in frames)
+        self._pieces.append(self._resampler.feed(mono))
 
     def _flush(self) -> None:
         if self._resampler is not None:
-            self._keep(self._resampler.resample(None))
+            self._pieces.append(self._resampler.finish())
             self._resampler = None
 
     def finish(self) -> np.ndarray:

@@ -36,14 +36,38 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 #: Characters with no sound that only hide text or confuse the tokenizer: C0/C1 controls other than newline and
-#: tab, zero-width and joiner characters, bidirectional overrides, the soft hyphen and the byte-order mark.
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u2064\u2066-\u2069\ufeff]")
+#: tab, zero-width and joiner characters, bidirectional overrides and isolates, the soft hyphen, the byte-order
+#: mark, the combining grapheme joiner, the Arabic letter mark, Khmer's invisible vowels, Mongolian and Unicode
+#: variation selectors, interlinear annotation marks and the tag characters (U+E0000-U+E007F).
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u17b4\u17b5\u180b-\u180f"
+                        "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufe00-\ufe0f\ufeff\ufff9-\ufffb"
+                        "\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+#: Characters drawn as an empty cell, used as spaces that no space-stripping sees: the Hangul fillers and the
+#: blank braille pattern. They become spaces.
+_BLANK = re.compile("[\u115f\u1160\u2800\u3164\uffa0]")
+#: Terminal escape sequences (CSI ``ESC [ ... m``, OSC ``ESC ] ... BEL``, two-character escapes): removed whole,
+#: so no ``[31m`` is left to be read out once the escape character itself is gone.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean(text: str) -> str:
-    """Remove invisible characters; carriage returns become newlines."""
-    return _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    """Remove terminal escapes and invisible characters; blank-cell characters become spaces and carriage returns
+    newlines."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _INVISIBLE.sub("", _BLANK.sub(" ", text))
+
+
+def has_lone_surrogate(value: object) -> bool:
+    """Whether ``value`` (a string, or any string in a JSON object or list, keys included) holds a UTF-16 surrogate
+    on its own: JSON's ``"\\ud800"`` decodes to one, and no UTF-8 text (the tokenizer's, a log's) can carry it."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
 
 
 def normalize_punctuation(text: str) -> str:
@@ -65,6 +89,23 @@ def normalize(text: str) -> str:
     if text and not text.endswith(_FINAL):
         text += "."
     return text
+
+
+_TAG = re.compile(r"\[[^\[\]\n]{1,64}\]")
+
+
+def unknown_tags(text: str) -> list[str]:
+    """``[tags]`` in ``text`` that are neither a sound event of :data:`SOUND_EVENTS` nor ``[SPEAKERn]``: the model
+    reads them as words, so callers report them (distinct, in order)."""
+    known = {tag for tag, _ in SOUND_EVENTS}
+    found = [t for t in _TAG.findall(text) if t not in known and not _SPEAKER_TAG.fullmatch(t)]
+    return list(dict.fromkeys(found))
+
+
+def tag_warnings(text: str) -> list[str]:
+    """One warning per unknown tag (:func:`unknown_tags`), naming the tags that are known."""
+    return [f"{tag} is not a sound tag the model knows, so it is read as text; known: "
+            f"{', '.join(t for t, _ in SOUND_EVENTS)}" for tag in unknown_tags(text)]
 
 
 def speaker_tags(text: str) -> list[str]:

@@ -21,9 +21,10 @@ import soundfile as sf
 from filelock import FileLock, Timeout
 
 from ..audio import SAMPLE_RATE, AudioDecodeError, AudioLimitError, DecodeLimits, load_model_audio
+from ..core import text
 from ..core.errors import Cancelled, RequestError
 from ..core.safe_fetch import FetchCancelled, FetchRefused, GuardedFetcher
-from ..core.schema import SpeechRequest, is_url
+from ..core.schema import SpeechRequest, is_url, reference_transcript
 from ..core.settings import Settings, get_settings
 
 _DATA_URI = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
@@ -53,10 +54,14 @@ class Reference:
 
 
 class VoiceExists(RequestError):
-    """An upload under a name already taken."""
+    """An upload under a name already taken, or one that differs from a taken name only in case."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__("name", f"a voice named {name!r} already exists")
+    def __init__(self, name: str, taken: str | None = None) -> None:
+        if taken is None or taken == name:
+            super().__init__("name", f"a voice named {name!r} already exists")
+        else:
+            super().__init__("name", f"{name!r} differs only in case from the voice {taken!r}, which already exists; "
+                                     "choose a name that is not another voice's in other letters")
 
 
 class WaveCache:
@@ -150,13 +155,26 @@ class VoiceLibrary:
     def names(self) -> list[str]:
         return sorted(self._voices())
 
+    def reference_file(self, name: str) -> Path | None:
+        """The WAV file of voice ``name`` as stored (its reference recording), or None when there is no such voice."""
+        entry = self._voices().get(name) if valid_name(name) else None
+        return entry[1] if entry is not None else None
+
+    def _check_name_free(self, name: str) -> None:
+        """Refuse ``name`` when a voice has it, in any letter case: ``Synthetic_Alto`` may not pose as the preset
+        ``synthetic_alto``."""
+        folded = name.casefold()
+        for taken in self._voices():
+            if taken.casefold() == folded:
+                raise VoiceExists(name, taken)
+
     def describe(self) -> list[dict[str, object]]:
         """Every voice with its kind, transcript and duration (for the voice list route)."""
         out = []
         for name, (kind, wav) in sorted(self._voices().items()):
             try:
                 info = sf.info(str(wav))
-                transcript = wav.with_suffix(".txt").read_text("utf-8").strip()
+                transcript = _stored_transcript(wav)
             except (OSError, RuntimeError):
                 continue  # deleted (or being replaced) while listing
             out.append({"name": name, "kind": kind, "transcript": transcript,
@@ -203,12 +221,10 @@ class VoiceLibrary:
             raise RequestError("name", "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
         if not transcript.strip():
             raise RequestError("transcript", "must not be empty")
-        if len(transcript) > 4000:
-            raise RequestError("transcript", "is longer than 4000 characters")
-        if name in self._voices():
-            raise VoiceExists(name)
+        transcript = reference_transcript(transcript, "transcript")  # bounded, control and invisible removed
+        self._check_name_free(name)
         self._check_room(0)
-        ref = Reference(name, transcript.strip(), self._load(raw))
+        ref = Reference(name, transcript, self._load(raw))
         self.uploads.mkdir(parents=True, exist_ok=True)
         temps: list[Path] = []
         try:
@@ -220,8 +236,7 @@ class VoiceLibrary:
             with self._write_lock:
                 try:
                     with self._library_lock():
-                        if name in self._voices():
-                            raise VoiceExists(name)
+                        self._check_name_free(name)
                         self._check_room(size)
                         # The transcript first: the voice exists once its WAV is in place.
                         os.replace(tmp_txt, self.uploads / f"{name}.txt")
@@ -273,7 +288,7 @@ class VoiceLibrary:
             hit = self.cache.get(name, stamp)
             if hit is not None:
                 return hit
-            transcript = wav.with_suffix(".txt").read_text(encoding="utf-8").strip()
+            transcript = _stored_transcript(wav)
             raw = wav.read_bytes()
         except OSError:
             known = ", ".join(self.names()) or "none installed"
@@ -335,6 +350,12 @@ class VoiceLibrary:
         if is_url(request.ref_audio):
             return [self.from_url(request.ref_audio, request.ref_text or "", cancel)]
         return [self.from_base64(request.ref_audio, request.ref_text or "")]
+
+
+def _stored_transcript(wav: Path) -> str:
+    """The transcript beside a voice's WAV, cleaned as on upload (files written by hand, or before uploads were
+    cleaned, may hold control or invisible characters)."""
+    return text.clean(wav.with_suffix(".txt").read_text(encoding="utf-8", errors="replace")).strip()
 
 
 def _b64decode(data: str, start: int) -> bytes:
