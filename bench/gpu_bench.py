@@ -10,7 +10,9 @@ random weights, built on the ``meta`` device and materialised on the GPU (``to_e
 
 * the memory-bandwidth bound of batch 1: the bytes of weights an audio decode step reads (attention, audio MLP,
   audio head, norms) over the device's measured copy bandwidth;
-* ``--check``, correctness of the fast decode path: greedy codes (temperature 0, no repetition window) of the
+* ``--check``, correctness of the fast decode path: the worker's own decode self-check (``DECODE_PATH=auto``:
+  both paths' logits on the same forced codes, :mod:`higgs_worker.engine.selfcheck`), then greedy codes
+  (temperature 0, no repetition window) of the
   fast path against the eager path's for a few prompts alone and for eight prompts in one batch, and a seeded
   sampled request alone against the same request among seven others on the fast path. Each comparison reports
   whether the codes are equal, the share of equal frames and the first step that differs. Inequality is recorded,
@@ -23,6 +25,8 @@ random weights, built on the ``meta`` device and materialised on the GPU (``to_e
   own (the fast path's warm-up makes the whole length, so every graph the timed run needs is captured before it),
   and each path's batch-1 share of the bound.
 
+The measurement helpers are :mod:`higgs_worker.engine.benchmark`'s, shared with ``higgs-worker bench``.
+
 The JSON file is rewritten after each part, so a run cut short keeps what it measured (``complete`` is false
 then); ``--budget-s`` skips the parts that would start after that many seconds. The codec is not part of this
 measurement (it is small next to the LLM). Exit status 1 when a part raised (its error is in the JSON).
@@ -32,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -44,122 +47,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from higgs_worker.engine.benchmark import (  # noqa: E402 - the measurement code shared with `higgs-worker bench`
+    FRAME_RATE,
+    build_model,
+    codes,
+    compare,
+    copy_bandwidth,
+    decode_step_bytes,
+    device_name,
+    first_audio,
+    make_job,
+    prompt_ids,
+    prompt_inputs,
+    run_jobs,
+    sync,
+    throughput,
+)
 from higgs_worker.engine.scheduler import Job, Scheduler  # noqa: E402
+from higgs_worker.engine.selfcheck import run_selfcheck  # noqa: E402
 
-FRAME_RATE = 25
 PATHS = ("plain", "eager", "fast")
 CHECKS = ("greedy_alone_equal", "greedy_batch_equal", "greedy_fast_alone_vs_batch_equal",
           "sampled_alone_vs_batch_equal", "sampled_fast_vs_eager_equal")
-JOB_TIMEOUT_S = 120.0  # the longest run (64 rows x 200 frames, eager) takes seconds on a GPU
-
-
-def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, layers: int | None = None):
-    from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
-    from transformers.models.higgs_audio_v2.modeling_higgs_audio_v2 import HiggsAudioV2RotaryEmbedding
-
-    if tiny:
-        config = HiggsAudioV2Config(vocab_size=512, hidden_size=64, intermediate_size=128,
-                                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, codebook_size=1026,
-                                    audio_token_id=500, audio_bos_token_id=501, audio_delay_token_id=502,
-                                    pad_token_id=503, bos_token_id=504, eos_token_id=505,
-                                    num_hidden_layers=layers or 2)
-    else:
-        config = HiggsAudioV2Config(codebook_size=1026)  # the real architecture's defaults
-        if layers:
-            config.num_hidden_layers = layers
-    config._attn_implementation = "sdpa"
-    with torch.device("meta"):
-        model = HiggsAudioV2ForConditionalGeneration(config)
-    model = model.to_empty(device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight") or "layernorm" in name:
-                param.fill_(1.0)
-            else:
-                param.normal_(0.0, 0.02, generator=generator)
-        model.model.rotary_emb = HiggsAudioV2RotaryEmbedding(config).to(device)
-        model.model.embed_audio_tokens.audio_tokens_offsets = (
-            torch.arange(config.num_codebooks, device=device) * config.codebook_size)
-    return model.to(dtype).eval(), config
-
-
-def decode_step_bytes(model) -> int:
-    """Bytes of weights one audio decode step reads: everything but the token embeddings and the text MLPs."""
-    total = 0
-    for name, param in model.named_parameters():
-        if "embed_tokens" in name or (".mlp." in name and "audio_mlp" not in name) or "text_lm_head" in name:
-            continue
-        if "embed_audio_tokens" in name:
-            continue  # a few rows looked up per step
-        total += param.numel() * param.element_size()
-    return total
-
-
-def copy_bandwidth(device: torch.device) -> float:
-    """Bytes per second of a large device-to-device copy (read + write)."""
-    n = (1 << 30) if device.type == "cuda" else (1 << 26)
-    src = torch.empty(n, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    for _ in range(2):
-        dst.copy_(src)
-    sync(device)
-    start = time.perf_counter()
-    reps = 10
-    for _ in range(reps):
-        dst.copy_(src)
-    sync(device)
-    return 2 * n * reps / (time.perf_counter() - start)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def prompt_ids(config, length: int, device, seed: int = 1) -> torch.Tensor:
-    ids = torch.randint(0, min(config.vocab_size, 120000), (1, length), generator=torch.Generator().manual_seed(seed))
-    ids[0, -1] = config.audio_bos_token_id
-    return ids.to(device)
-
-
-def prompt_inputs(config, length: int, seed: int = 1) -> dict[str, torch.Tensor]:
-    ids = prompt_ids(config, length, "cpu", seed)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-
-def make_job(inputs: dict[str, torch.Tensor], frames: int, seed: int, mode: str = "bench") -> Job:
-    """``bench``: the throughput runs' sampling; ``greedy``: temperature 0, no window; ``sampled``: the check's."""
-    settings = {"bench": dict(temperature=1.0, top_k=50, top_p=0.95, ras_win_len=0),
-                "greedy": dict(temperature=0.0, top_k=50, top_p=0.95, ras_win_len=0),
-                "sampled": dict(temperature=0.9, top_k=40, top_p=0.9, ras_win_len=7)}[mode]
-    return Job(inputs=inputs, ras_max_repeat=2, max_new_tokens=frames, seed=seed, stop_at_eos=False, **settings)
-
-
-def run_jobs(scheduler: Scheduler, jobs: list[Job]) -> list[Job]:
-    """Submit every job at once and wait for all; raises the first job's error."""
-    for job in jobs:
-        scheduler.submit(job)
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    for job in jobs:
-        if not job.done.wait(max(0.0, deadline - time.monotonic())):
-            raise TimeoutError(f"a job did not finish within {JOB_TIMEOUT_S:.0f} s")
-        if job.error is not None:
-            raise job.error
-    return jobs
-
-
-def codes(job: Job) -> torch.Tensor:
-    return torch.stack(job.frames) if job.frames else torch.empty((0, 8), dtype=torch.long)
-
-
-def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
-    """Equal, the first differing step (None when equal), and the share of equal frames of two code sequences."""
-    steps = max(a.shape[0], b.shape[0])
-    common = min(a.shape[0], b.shape[0])
-    same = (a[:common] == b[:common]).all(dim=-1).tolist() + [False] * (steps - common)
-    first = next((i for i, s in enumerate(same) if not s), None)
-    return {"equal": first is None, "first_step": first, "equal_frames": sum(same), "frames": steps}
 
 
 def plain(model, config, batch: int, frames: int, device) -> float:
@@ -172,20 +81,6 @@ def plain(model, config, batch: int, frames: int, device) -> float:
                        max_new_tokens=frames, eos_token_id=None, return_dict_in_generate=True)
     sync(device)
     return time.perf_counter() - start
-
-
-def ours(scheduler: Scheduler, config, batch: int, frames: int, device) -> tuple[float, float]:
-    """Seconds for ``batch`` requests of ``frames`` frames submitted at once, and the decode-only frames/s: the
-    frames after each row's first over the time from the last row's first frame to the last row's end (the
-    prompts are prefilled one by one before decoding starts, which ``generate`` does in one batched forward)."""
-    inputs = prompt_inputs(config, 64)
-    sync(device)
-    start = time.perf_counter()
-    jobs = run_jobs(scheduler, [make_job(inputs, frames, seed=i) for i in range(batch)])
-    sync(device)
-    seconds = time.perf_counter() - start
-    decoding = max(j.finished_s for j in jobs) - max(j.first_frame_s or 0.0 for j in jobs)
-    return seconds, batch * (frames - 1) / decoding if decoding > 0 else 0.0
 
 
 def correctness(schedulers: dict[str, Scheduler], config, frames: int, out: dict, alone: int = 3,
@@ -245,28 +140,6 @@ def correctness(schedulers: dict[str, Scheduler], config, frames: int, out: dict
     out["sampled_equal_frame_fraction"] = round(counts["sampled"][0] / max(1, counts["sampled"][1]), 4)
     out["passed"] = all(out[k] for k in CHECKS)
     return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def first_audio(scheduler: Scheduler, config, streams: int, prompt_tokens: int, frames: int) -> dict:
-    """Time from submission to each request's first frame, ``streams`` requests submitted at once."""
-    def jobs(n_frames: int) -> list[Job]:
-        return [make_job(prompt_inputs(config, prompt_tokens, seed=300 + i), n_frames, seed=i) for i in range(streams)]
-
-    run_jobs(scheduler, jobs(min(frames, 4)))  # warm-up (and, on the fast path, the graphs of these shapes)
-    times = [job.first_frame_s or 0.0 for job in run_jobs(scheduler, jobs(frames))]
-    return {"p50_s": round(percentile(times, 0.5), 4), "p95_s": round(percentile(times, 0.95), 4),
-            "max_s": round(max(times), 4), "mean_s": round(sum(times) / len(times), 4)}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -360,6 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
             say(f"check: fast path against eager, {args.check_frames} frames")
             try:
                 results["check"] = {}
+                # the worker's own self-check (DECODE_PATH=auto): logits of both paths, teacher-forced
+                results["check"]["selfcheck"] = run_selfcheck(model).as_dict()
+                say(f"check: decode self-check {run_selfcheck_summary(results['check']['selfcheck'])}")
                 correctness(schedulers, config, args.check_frames, results["check"])
                 c = results["check"]
                 say(f"check: greedy alone {c['greedy_alone_equal']}, batch of 8 {c['greedy_batch_equal']} "
@@ -382,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
                 check_schedulers = {path: Scheduler(model32, max_batch=8, capacity=48, fast=path == "fast")
                                     for path in ("eager", "fast")}
                 check_schedulers["fast"].static.fixed_shapes = True
-                results["check_float32"] = {}
+                results["check_float32"] = {"selfcheck": run_selfcheck(model32).as_dict()}
+                say(f"check float32: decode self-check {run_selfcheck_summary(results['check_float32']['selfcheck'])}")
                 correctness(check_schedulers, config, args.check_frames, results["check_float32"])
                 c = results["check_float32"]
                 results["check_float32"]["fast_captures"] = check_schedulers["fast"].static.captures
@@ -428,19 +305,14 @@ def main(argv: list[str] | None = None) -> dict:
                     if path == "plain":
                         plain(model, config, batch, 8, device)  # warm-up
                         seconds = plain(model, config, batch, args.frames, device)
+                        run[f"{path}_frames_per_s"] = round(batch * args.frames / seconds, 1)
+                        run[f"{path}_rtf"] = round(seconds / audio_s, 4)
                     else:
-                        scheduler = schedulers[path]
-                        static = scheduler.static
-                        # the fast path's warm-up goes the whole length: the attention span grows with it, and
-                        # each (bucket, span) shape is captured the first time it runs
-                        ours(scheduler, config, batch, args.frames if static is not None else 8, device)
-                        before = static.captures if static is not None else 0
-                        seconds, decode_rate = ours(scheduler, config, batch, args.frames, device)
-                        run[f"{path}_decode_frames_per_s"] = round(decode_rate, 1)
-                        if static is not None:
-                            run["fast_captures_during_timing"] = static.captures - before
-                    run[f"{path}_frames_per_s"] = round(batch * args.frames / seconds, 1)
-                    run[f"{path}_rtf"] = round(seconds / audio_s, 4)
+                        measured = throughput(schedulers[path], config, batch, args.frames, device)
+                        for key in ("frames_per_s", "rtf", "decode_frames_per_s"):
+                            run[f"{path}_{key}"] = measured[key]
+                        if "captures_during_timing" in measured:
+                            run["fast_captures_during_timing"] = measured["captures_during_timing"]
                     say(f"batch {batch:>3} {path:>5}: {run[f'{path}_frames_per_s']} frames/s, "
                         f"RTF {run[f'{path}_rtf']}")
                 except Exception as exc:  # noqa: BLE001
@@ -470,6 +342,11 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+def run_selfcheck_summary(check: dict) -> str:
+    return (f"{'passed' if check['passed'] else 'FAILED'}: largest relative logit difference {check['max_rel']} "
+            f"(tolerance {check['tolerance']}), largest logit difference {check['max_abs']}, {check['seconds']} s")
+
+
 def print_table(results: dict) -> None:
     paths = results["paths"]
     print(f"\n{results['date']}  {results['device']}  {results['machine']}  torch {results['torch']}  "
@@ -492,6 +369,8 @@ def print_table(results: dict) -> None:
               + ", ".join(f"{key} {check.get(key, '-')}" for key in CHECKS)
               + f"; equal frames: greedy {check.get('greedy_equal_frame_fraction', '-')}, "
               f"sampled {check.get('sampled_equal_frame_fraction', '-')}; passed {check.get('passed', '-')}")
+        if "selfcheck" in check:
+            print(f"decode self-check ({results['dtype']}): {run_selfcheck_summary(check['selfcheck'])}")
         for d in check["differences"]:
             print(f"  differs: {d['comparison']}, prompt {d['prompt']}, from step {d['first_step']} "
                   f"(equal frames {d['equal_frame_fraction']})")

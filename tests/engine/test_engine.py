@@ -288,3 +288,25 @@ def test_rows_stop_at_upstreams_end_column_alone_and_batched(engine):
         streamed = torch.cat(pieces + [reverter.close(truncated=gen_a.truncated)])
         assert torch.equal(streamed, gen_a.codes)
     assert ended >= 3  # the tiny model ends most of these well before 300 frames
+
+
+def test_long_audio_is_decoded_in_windows_equal_to_one_call(engine, monkeypatch):
+    """Past DECODE_WINDOW_FRAMES the codec sees windows (the window plus its reach of context), never the whole
+    utterance, and the samples equal one call within float rounding."""
+    from higgs_worker.engine import engine as engine_module
+
+    codes = torch.randint(0, 1024, (100, 8), generator=torch.Generator().manual_seed(4))
+    whole = engine.decode_batch(codes[None])[0]
+    seen: list[int] = []
+    real = engine.decode_batch
+
+    def spy(batch):
+        seen.append(int(batch.shape[1]))
+        return real(batch)
+
+    monkeypatch.setattr(engine_module, "DECODE_WINDOW_FRAMES", 30)
+    monkeypatch.setattr(engine, "decode_batch", spy)
+    windowed = engine.decode(codes)
+    assert windowed.shape == whole.shape
+    assert np.abs(windowed - whole).max() < 1e-4
+    assert len(seen) > 1 and max(seen) <= 30 + 2 * 10  # a window and the codec's reach on each side

@@ -106,3 +106,30 @@ def test_gpu_bench_script_runs_on_a_tiny_config(tmp_path):
         assert result["batch1_fraction_of_bound"][path] > 0
     assert result["batch1_bound_frames_per_s"] > 0
     assert result["ttfa"]["streams"] == 4 and 0 < result["ttfa"]["fast"]["p50_s"] <= result["ttfa"]["fast"]["p95_s"]
+
+
+def test_a_long_prompt_grows_the_slot_cache_only_while_it_runs(tiny_model_dir):
+    """One long prompt doubles every row's slot; once it has gone the cache goes back to its initial size, and the
+    short requests beside it keep their codes."""
+    from higgs_worker.engine import Engine, load_model
+
+    engine = Engine(load_model(tiny_model_dir / "model", tiny_model_dir / "tokenizer", "cpu", "float32"),
+                    max_batch_size=4, cache_capacity=256)
+    try:
+        cache = engine.scheduler.cache
+        small = cache.bytes
+        short = Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=40, stop_at_eos=False)
+        alone = engine.generate(Prompt(text="Short."), short, seed=1).codes
+        long_text = " ".join(f"word{i}" for i in range(150))  # about 1,000 byte tokens: four times the slot
+        grew: list[int] = []
+        watcher = Sampling(temperature=0.0, ras_win_len=0, max_new_tokens=60, stop_at_eos=False)
+        job_long = engine.start(Prompt(text=long_text), watcher, 2,
+                                on_frame=lambda frame: grew.append(cache.capacity))
+        job_short = engine.start(Prompt(text="Short."), short, 1)
+        assert torch.equal(engine.finish(job_short).codes, alone)
+        engine.finish(job_long)
+        assert max(grew) >= 1024  # it grew for the long prompt...
+        engine.generate(Prompt(text="Short."), short, seed=1)  # ...and the next rows' removal gives it back
+        assert cache.capacity == 256 and cache.bytes == small
+    finally:
+        engine.close()

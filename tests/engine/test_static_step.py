@@ -138,7 +138,7 @@ def test_decode_path_setting_builds_the_fast_engine_with_the_same_speech(tiny_mo
                         device="cpu", warmup=False, decode_path="fast", volume_root=tmp_path / "vol")
     fast = engine_factory(settings)()
     try:
-        assert fast.scheduler.static is not None and engine.scheduler.static is None  # eager is the default
+        assert fast.scheduler.static is not None and engine.scheduler.static is None  # auto: eager off a GPU
         sampling = Sampling(temperature=0.7, max_new_tokens=30)
         prompt = Prompt(text="The same speech on either path.")
         assert torch.equal(fast.generate(prompt, sampling, seed=5).codes, engine.generate(prompt, sampling, seed=5).codes)
@@ -160,12 +160,15 @@ def test_cancelling_a_row_after_the_cache_grew_leaves_the_others_running(engine,
         doomed.cancel = cancel
         doomed.on_frame = lambda frame: cancel.set() if len(doomed.frames) == 3 else None
         other = job(inputs[1], frames=30)
+        seen: list[int] = []
+        other.on_frame = lambda frame: seen.append(scheduler.cache.capacity)
         scheduler.submit(doomed)
         scheduler.submit(other)
         assert doomed.done.wait(60) and other.done.wait(60)
     finally:
         scheduler.close()
-    assert scheduler.cache.capacity > 8 and doomed.cancelled
+    assert max(seen) > 8 and doomed.cancelled  # it grew while the rows ran...
+    assert scheduler.cache.capacity == 8  # ...and was given back once they had gone
     assert other.error is None and len(other.frames) == 30
 
 
@@ -218,3 +221,68 @@ def test_the_graph_path_replays_captured_steps_and_captures_again_when_the_cache
     assert torch.equal(longer, alone), (longer != alone).any(-1).nonzero().flatten().tolist()[:5]
     assert sum(g.replays for g in graphs) > 100  # the steps really came from replays
     assert replayed.static.captures > captures_before_growth  # a longer context and a grown cache: new shapes
+
+
+def test_the_next_step_is_launched_before_a_steps_frames_are_handled(engine, inputs):
+    """The host overlaps the device: when a decode step's frame reaches its request, the next step is already
+    launched (but for the last, which no row needs)."""
+    scheduler = Scheduler(engine.model, max_batch=4, fast=True)
+    launches: list[int] = []
+    real_step = scheduler.static.step
+
+    def counting(n, lengths):
+        launches.append(n)
+        return real_step(n, lengths)
+
+    scheduler.static.step = counting
+    one = job(inputs[0], frames=12)
+    seen: list[tuple[int, int]] = []  # (frames the request has, steps launched) as each frame arrives
+    one.on_frame = lambda frame: seen.append((len(one.frames), len(launches)))
+    try:
+        run(scheduler, [one])
+    finally:
+        scheduler.close()
+    # frame 1 comes from the prefill; frame k >= 2 from step k - 1, handled once step k is launched
+    assert seen == [(1, 0)] + [(k, k) for k in range(2, 12)] + [(12, 11)]
+    assert scheduler.launched_ahead == 10 and scheduler.dropped_rows == 0
+
+
+def test_overlapped_steps_keep_every_rows_codes_through_joins_cancels_and_a_growing_cache(engine, inputs):
+    """Rows join, leave and are cancelled while a step is in flight, the cache grows under it: each request's
+    seeded frames stay those it makes alone on the eager path."""
+    import threading
+
+    sampled = dict(temperature=0.9, top_k=40, top_p=0.9, ras=7)
+    lengths = (30, 12, 40, 20)
+    eager = Scheduler(engine.model, max_batch=4, capacity=8)
+    fast = Scheduler(engine.model, max_batch=4, capacity=8, fast=True)
+    try:
+        alone = [run(eager, [job(inputs[i], seed=i, frames=n, **sampled)])[0] for i, n in enumerate(lengths)]
+        cancel = threading.Event()
+        jobs = [job(inputs[i], seed=i, frames=n, **sampled) for i, n in enumerate(lengths)]
+        doomed = job(inputs[5], seed=5, frames=60, **sampled)
+        doomed.cancel = cancel
+        first, late = jobs[0], jobs[3]
+
+        seen: list[int] = []
+
+        def on_frame(frame):
+            seen.append(fast.cache.capacity)
+            if len(first.frames) == 6:
+                fast.submit(late)  # waits for a slot: joins when the 12-frame request leaves, a step in flight
+            if len(first.frames) == 16:
+                cancel.set()  # leaves while a step is in flight
+
+        first.on_frame = on_frame
+        for j in jobs[:3] + [doomed]:
+            fast.submit(j)
+        for j in jobs + [doomed]:
+            assert j.done.wait(120) and j.error is None, j.error
+    finally:
+        eager.close()
+        fast.close()
+    for got, want in zip(jobs, alone, strict=True):
+        assert torch.equal(torch.stack(got.frames), want)
+    assert doomed.cancelled and 16 <= len(doomed.frames) < 60
+    assert max(seen) > 8 and fast.cache.capacity == 8  # grown while they ran (steps in flight), then given back
+    assert fast.launched_ahead > 30 and fast.dropped_rows >= 2

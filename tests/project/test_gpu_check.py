@@ -37,6 +37,10 @@ def test_gpu_check_runs_whole_on_the_cpu_and_writes_every_figure(tmp_path):
     exact = result["check_float32"]  # the fixed shapes a GPU captures, run eagerly, with a cache that grows
     assert exact["passed"] is True and exact["differences"] == [], exact
     assert exact["greedy_equal_frame_fraction"] == 1.0 and exact["sampled_equal_frame_fraction"] == 1.0
+    for part in (check, exact):  # the worker's own decode self-check (DECODE_PATH=auto), on the bench's models
+        selfcheck = part["selfcheck"]
+        assert selfcheck["passed"] and selfcheck["max_rel"] <= selfcheck["tolerance"] == 1e-5, selfcheck
+        assert [b["rows"] for b in selfcheck["batches"]] == [1, 6] and selfcheck["seconds"] > 0
 
     assert [run["batch"] for run in result["runs"]] == [1, 4]
     for run in result["runs"]:
@@ -56,9 +60,17 @@ def test_gpu_check_runs_whole_on_the_cpu_and_writes_every_figure(tmp_path):
     assert all(v > 0 for v in result["batch1_fraction_of_bound"].values())
     assert set(result["batch4_over_batch1"]) == set(PATHS)
 
+    bench = json.loads((tmp_path / "bench.json").read_text())  # `higgs-worker bench`, what users run
+    assert bench["errors"] == [] and bench["skipped"] == [] and bench["model"] == "tiny random model"
+    assert [run["batch"] for run in bench["runs"]] == [1, 4] and bench["ttfa"]["streams"] == 4
+    assert all(run["eager_frames_per_s"] > 0 and run["fast_frames_per_s"] > 0 for run in bench["runs"])
+    assert bench["self_check"]["passed"]
+
     log = (tmp_path / "gpu-check.log").read_text()
     assert "plain fr/s" in log and "first frame, 16 streams at once, fast" in log
     assert "check (" in log and "passed True" in log
+    assert "decode self-check (float32): passed" in log and "check float32: decode self-check passed" in log
+    assert "higgs-worker bench: tiny random model on cpu" in log and "| 4 | " in log
     assert "done: exit 0" in log
 
 

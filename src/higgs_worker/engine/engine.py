@@ -21,7 +21,8 @@ from .codes import generated_codes
 from .loader import LoadedModel
 from .prompt import Prompt, model_inputs
 from .scheduler import FrameCallback, Job, Scheduler, is_fatal_device_error
-
+from .selfcheck import CHECK_TEXTS, choose_decode_path
+from .streaming import StreamDecoder
 
 #: Shortest code sequence the codec decodes directly (its first convolution has a kernel of 7 frames).
 MIN_DECODE_FRAMES = 8
@@ -52,17 +53,27 @@ class Generation:
     truncated: bool = False  # stopped at max_new_tokens before the model ended the audio
 
 
+#: Frames decoded in one codec call (60 s); longer audio is decoded in windows of this many (:meth:`Engine.decode`).
+DECODE_WINDOW_FRAMES = 1500
+
+
 class Engine:
     """One loaded model: a scheduler that batches generations, and the codec for references and audio."""
 
     def __init__(self, loaded: LoadedModel, reference_cache_size: int = 64, max_batch_size: int = 8,
-                 cache_capacity: int = 2048, compile_decode: bool = False, fast_decode: bool = False,
+                 cache_capacity: int = 2048, compile_decode: bool = False, decode_path: str = "auto",
                  warmup: bool = False, codec_batching: bool | None = None) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
+        #: The decode path in use, why, and the self-check's figures (``DECODE_PATH=auto`` on a GPU checks the fast
+        #: path against the eager one on this model before the scheduler exists, so before the first job).
+        self.decode_choice = choose_decode_path(decode_path, self.model, max_batch=max_batch_size, prompts=lambda: [
+            model_inputs(self.processor, Prompt(text=text)) for text in CHECK_TEXTS])
+        fast = self.decode_choice.path == "fast"
         self.scheduler = Scheduler(self.model, max_batch=max_batch_size, capacity=cache_capacity,
-                                   compile_decode=compile_decode and not fast_decode, fast=fast_decode)
+                                   compile_decode=compile_decode and not fast, fast=fast)
+        self.canary: dict | None = None  # the fitness check's spoken canary, once it has run in this process
         self._codec_lock = threading.Lock()
         self._references: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._reference_cache_size = reference_cache_size
@@ -198,5 +209,16 @@ class Engine:
         return list(audio.reshape(codes.shape[0], -1)[:, : frames * hop].float().cpu().numpy())
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
-        """Plain codes ``(frames, codebooks)`` to a float32 24 kHz waveform."""
-        return self.decode_batch(codes[None])[0]
+        """Plain codes ``(frames, codebooks)`` to a float32 24 kHz waveform.
+
+        Up to :data:`DECODE_WINDOW_FRAMES` in one codec call; longer audio in windows of that many frames with the
+        codec's whole reach of context each side (:mod:`.streaming`), which equals one call within float rounding
+        and holds the codec's intermediate buffers for one window, not the whole utterance (about 2.6 MiB per second
+        of audio in one call: 27 GiB at the longest request)."""
+        frames = codes.shape[0]
+        if frames <= DECODE_WINDOW_FRAMES:
+            return self.decode_batch(codes[None])[0]
+        decoder = StreamDecoder(lambda window: self.decode_batch(window[None])[0], self.sample_rate // self.frame_rate,
+                                self.num_codebooks)
+        pieces = [decoder.push(codes[i:i + DECODE_WINDOW_FRAMES]) for i in range(0, frames, DECODE_WINDOW_FRAMES)]
+        return np.concatenate([*pieces, decoder.flush()])

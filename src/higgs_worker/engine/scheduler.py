@@ -11,6 +11,12 @@ counter-based draws) live in slot tensors on the model's device and never leak b
 frames do not depend on its neighbours. Each step chooses every row's frame on the device and copies the frames
 to the host once; with ``fast=True`` the step runs on fixed shapes (:mod:`.static_step`) and, on a GPU, is
 replayed from a captured CUDA graph.
+
+On the fast path the host overlaps the device: step t+1 is launched before step t's frames are handled (their
+copy to the host goes, without blocking, into pinned memory), so the host's bookkeeping of step t (each row's
+frame, its end, the callbacks) runs while the device computes step t+1. Step t+1 is speculative for a row that
+step t ends: its result for that row is dropped (a finished row's slot is closed only after the launch, in stream
+order, so nothing it wrote survives into another row). A row's frames are the same either way.
 """
 
 from __future__ import annotations
@@ -100,8 +106,18 @@ class Job:
 @dataclass(eq=False)
 class _Row:
     job: Job
-    length: int  # positions filled in the cache
+    length: int  # positions filled in the cache, as far as the host has handled the row's steps
     steps: int = 0
+    pending: int = 0  # steps launched on the device whose frames the host has not handled yet (fast path: 0 or 1)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A launched fast-path step: its rows (in slot order at launch) and where their frames land on the host."""
+
+    rows: list[_Row]
+    frames: torch.Tensor  # (rows, K) on the host, pinned on a GPU; valid once ``ready`` has passed
+    ready: torch.cuda.Event | None  # None on the CPU, where the copy is done when it returns
 
 
 class SlotCache:
@@ -117,6 +133,7 @@ class SlotCache:
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.capacity = capacity
+        self.initial = capacity  # what the cache goes back to once the rows that grew it have gone
         self.positions: torch.Tensor | None = None  # (active,) write positions of this step
         self.span = 0  # keys visible this step
         self.row_offset = 0  # first cache row of the rows in this forward pass
@@ -134,6 +151,25 @@ class SlotCache:
                 grown[:, :, : self.capacity] = t
                 store[i] = grown
         self.capacity = new
+
+    def shrink(self, needed: int) -> bool:
+        """Give memory back: when every row left fits in a quarter of the capacity, reallocate to the smallest
+        doubling of the initial capacity that holds ``needed`` positions (one long prompt grows every row's
+        slot; without this the growth stayed for good). True when it shrank."""
+        new = self.initial
+        while new < needed:
+            new *= 2
+        if new > self.capacity // 4:
+            return False
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                store[i] = t[:, :, :new].clone()
+        self.capacity = new
+        return True
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for store in (self.keys, self.values) for t in store)
 
     def load(self, row: int, prefill_cache) -> int:
         """Copy a batch-1 prefill cache into ``row``; returns its length."""
@@ -165,6 +201,39 @@ class SlotCache:
         return self.span
 
 
+def decode_forward(model, cache: SlotCache, frames: torch.Tensor, position_ids: torch.Tensor,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+    """One audio decode step for the rows ``cache`` is set to: the model's own layers over the slot cache."""
+    base = model.model
+    hidden = base.embed_audio_tokens(frames)
+    cos_sin = base.rotary_emb(hidden, position_ids)
+    for layer in base.layers[: model.config.num_hidden_layers]:
+        hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
+                       position_ids=position_ids, cache=cache)
+    return model.audio_lm_head(base.norm(hidden)[:, -1])
+
+
+def eager_logits(model, cache: SlotCache, frames_in: torch.Tensor, positions: torch.Tensor, lengths: list[int],
+                 a: int = 0, b: int | None = None, forward: Callable | None = None) -> torch.Tensor:
+    """The eager step's float32 audio logits of slots ``a:b`` (filled to ``lengths``): their own shapes, exactly
+    the keys they need, masked only when their lengths differ. ``forward``: :func:`decode_forward` or a compiled
+    form of it bound to ``model`` and ``cache``."""
+    b = len(lengths) if b is None else b
+    pos = positions[a:b]
+    cache.row_offset = a
+    cache.positions = pos
+    cache.span = max(lengths[a:b]) + 1
+    mask = None
+    if len(set(lengths[a:b])) > 1:
+        mask = (torch.arange(cache.span, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
+    try:
+        if forward is None:
+            return decode_forward(model, cache, frames_in[a:b, None, :], pos[:, None], mask).float()
+        return forward(frames_in[a:b, None, :], pos[:, None], mask).float()
+    finally:
+        cache.row_offset = 0
+
+
 class Scheduler:
     """Runs every generation of one model; many requests share each decode step."""
 
@@ -191,6 +260,14 @@ class Scheduler:
         if fast:
             self.static = StaticStep(model, self.cache, self.state, self.frames_in, self.positions,
                                      graphs=self.device.type == "cuda" if graphs is None else graphs)
+        # the fast path's frames land here, two buffers used in turn (a step in flight while the last is handled)
+        pinned = self.device.type == "cuda"
+        self._host_frames = [torch.empty((slots, self.num_codebooks), dtype=torch.long, pin_memory=pinned)
+                             for _ in range(2)]
+        self._next_buffer = 0
+        self._flight: _Flight | None = None  # the fast step launched whose frames the host has not handled yet
+        self.launched_ahead = 0  # fast steps launched before the previous step's frames were handled
+        self.dropped_rows = 0  # rows' results of those steps dropped because the previous step ended the row
         self.rows: list[_Row] = []
         self.pending: queue.Queue[Job] = queue.Queue()
         #: Prefill work between two decode steps while rows are decoding, in prompt tokens through every layer
@@ -250,6 +327,7 @@ class Scheduler:
                 for row in self.rows:
                     self._finish(row, error=self.fault)
                 self.rows = []
+                self._flight = None
                 self._drop_filling(self.fault)
                 while not self.pending.empty():
                     self._fail(self.pending.get_nowait(), self.fault)
@@ -259,13 +337,17 @@ class Scheduler:
             try:
                 self._admit()
                 if not self.rows:
+                    self._flight = None  # every row it ran for has gone: nothing of it is wanted
                     self._wake.wait(0.5)
                     self._wake.clear()
                     continue
                 self._drop_cancelled()
                 if self.rows:
                     self._step()
+                else:
+                    self._flight = None
             except Exception as exc:  # noqa: BLE001 - fail the rows in flight, keep serving
+                self._flight = None
                 if is_fatal_device_error(exc):
                     self.declare_fault(exc)  # the next turn fails the rows in flight and everything queued
                     continue
@@ -401,16 +483,15 @@ class Scheduler:
         if self.inject_fault is not None:
             fault, self.inject_fault = self.inject_fault, None
             raise fault
+        if self.static is not None:
+            self._fast_step()
+            return
         rows = self.rows
         n = len(rows)
         lengths = [r.length for r in rows]
         self.cache.ensure(max(lengths) + 1)
-        if self.static is not None:
-            chosen = self.static.step(n, lengths)
-            failed: list[int] = []
-        else:
-            chosen, failed = self._eager_step(lengths)
-        frames = chosen.to("cpu", copy=True)  # the one host sync; a copy, as a replayed graph reuses its output
+        chosen, failed = self._eager_step(lengths)
+        frames = chosen.to("cpu", copy=True)  # the one host sync
         self.steps += 1
         self.batch_sizes.append(n)
         if self.on_step is not None:
@@ -427,6 +508,60 @@ class Scheduler:
             self._finish(rows[i], error=MemoryError(f"out of accelerator memory even alone (context {rows[i].length} "
                                                     "tokens); shorten the text or the reference audio"))
         for row in finished + [rows[i] for i in failed]:
+            self._remove(row)
+
+    def _fast_step(self) -> None:
+        """One fast-path step, overlapped with the host: launch the next step before handling this one's frames."""
+        if self._flight is None:  # the first step of a run (or after a pause): nothing is in flight yet
+            self._flight = self._launch()
+        current = self._flight
+        # every row of the step in flight is due to end by max_new_tokens: nothing further is worth launching
+        ahead = any(r.steps + r.pending < r.job.max_new_tokens for r in self.rows)
+        self._flight = self._launch() if ahead else None
+        if ahead:
+            self.launched_ahead += 1
+        self._land(current)
+
+    def _launch(self) -> _Flight:
+        """Launch a fast step for every active row; its frames are copied to the host without waiting."""
+        rows = list(self.rows)
+        lengths = [r.length + r.pending for r in rows]  # the positions filled on the device
+        self.cache.ensure(max(lengths) + 1)
+        chosen = self.static.step(len(rows), lengths)
+        # copied now, before anything is launched after it: a replayed graph writes its next frames in place
+        host = self._host_frames[self._next_buffer][: len(rows)]
+        self._next_buffer ^= 1
+        host.copy_(chosen, non_blocking=True)
+        ready = None
+        if chosen.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record()
+        for row in rows:
+            row.pending += 1
+        return _Flight(rows=rows, frames=host, ready=ready)
+
+    def _land(self, flight: _Flight) -> None:
+        """Hand a launched step's frames to its rows that are still active; finished rows leave."""
+        if flight.ready is not None:
+            flight.ready.synchronize()
+        frames = flight.frames.clone()  # its buffer takes a later step's frames; the jobs keep these
+        n = len(flight.rows)
+        self.steps += 1
+        self.batch_sizes.append(n)
+        if self.on_step is not None:
+            self.on_step(n)
+        at_eos = (frames == self.stream_eos).any(dim=1).tolist()  # once for the batch, not per row
+        active = set(self.rows)
+        finished = []
+        for i, row in enumerate(flight.rows):
+            row.pending -= 1
+            if row not in active:  # ended (or cancelled) after this step was launched
+                self.dropped_rows += 1
+                continue
+            row.length += 1
+            if not self._take(row, frames[i], at_eos[i]):
+                finished.append(row)
+        for row in finished:
             self._remove(row)
 
     def _eager_step(self, lengths: list[int]) -> tuple[torch.Tensor, list[int]]:
@@ -449,14 +584,8 @@ class Scheduler:
     def _forward_or_split(self, a: int, b: int, lengths: list[int], logits: torch.Tensor, failed: list[int]) -> None:
         """Run rows ``a:b``; on out-of-memory retry them in halves, and give up only on a single row."""
         try:
-            pos = self.positions[a:b]
-            self.cache.row_offset = a
-            self.cache.positions = pos
-            self.cache.span = max(lengths[a:b]) + 1
-            mask = None
-            if len(set(lengths[a:b])) > 1:
-                mask = (torch.arange(self.cache.span, device=self.device)[None, :] <= pos[:, None])[:, None, None, :]
-            logits[a:b] = self._forward(self.frames_in[a:b, None, :], pos[:, None], mask).float()
+            logits[a:b] = eager_logits(self.model, self.cache, self.frames_in, self.positions, lengths, a, b,
+                                       self._forward)
         except torch.OutOfMemoryError:
             self.oom_events += 1
             if torch.cuda.is_available():
@@ -471,32 +600,28 @@ class Scheduler:
             log.warning("out of memory with %d rows; retrying in batches of %d", b - a, half)
             self._forward_or_split(a, a + half, lengths, logits, failed)
             self._forward_or_split(a + half, b, lengths, logits, failed)
-        finally:
-            self.cache.row_offset = 0
 
     def _decode_forward(self, frames: torch.Tensor, position_ids: torch.Tensor,
                         mask: torch.Tensor | None) -> torch.Tensor:
         """One audio decode step for the active rows: the model's own layers over the slot cache."""
-        base = self.model.model
-        hidden = base.embed_audio_tokens(frames)
-        cos_sin = base.rotary_emb(hidden, position_ids)
-        for layer in base.layers[: self.cfg.num_hidden_layers]:
-            hidden = layer(hidden, position_embeddings=cos_sin, attention_mask=mask, audio_token_mask=None,
-                           position_ids=position_ids, cache=self.cache)
-        return self.model.audio_lm_head(base.norm(hidden)[:, -1])
+        return decode_forward(self.model, self.cache, frames, position_ids, mask)
 
     def _remove(self, row: _Row) -> None:
         index = self.rows.index(row)
         last = len(self.rows) - 1
         if index != last:
             moved = self.rows[last]
-            self.cache.move(last, index, moved.length)
+            self.cache.move(last, index, moved.length + moved.pending)  # with what a step in flight writes
             self.state.move(last, index)
             self.frames_in[index] = self.frames_in[last]
             self.positions[index] = self.positions[last]
             self.rows[index] = moved
         self.rows.pop()
         self.positions[last] = 0  # a free slot: the fast path's padding rows write there, harmlessly
+        needed = max((r.length + r.pending + 1 for r in self.rows), default=0)
+        if self.cache.shrink(needed):
+            log.info("slot cache shrank to %d positions a row (%.0f MiB)", self.cache.capacity,
+                     self.cache.bytes / 2**20)
 
     def _finish(self, row: _Row, error: BaseException | None = None) -> None:
         job = row.job

@@ -114,7 +114,7 @@ class StaticStep:
         #: The shapes a captured graph needs (bucketed span, a mask, a whole-vocabulary ranking). Always with
         #: graphs; settable without them, to run the captured computation eagerly (the CPU tests do).
         self.fixed_shapes = graphs
-        self._captured: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, Slots]]] = {}
+        self._captured: dict[tuple, tuple[torch.cuda.CUDAGraph, object]] = {}  # shape key -> graph, its outputs
         self._captured_for: tuple[int, int] | None = None  # (capacity, id of layer 0's keys) of the graphs
         self._pool = None
         self.captures = 0
@@ -132,7 +132,10 @@ class StaticStep:
             rows, span = bucket_for(n), span_for(max(lengths), self.cache.capacity)
             if candidates is not None:
                 candidates = self.vocab  # one ranking shape on the GPU, where sorting a whole vocabulary is cheap
-            frames, new = self._replay(rows, span, candidates) if self.graphs else self._run(rows, span, candidates)
+            if self.graphs:
+                frames, new = self._replay((rows, span, candidates), lambda: self._run(rows, span, candidates))
+            else:
+                frames, new = self._run(rows, span, candidates)
         else:  # nothing is captured: exactly the rows and keys needed, unmasked when every row needs them all
             frames, new = self._run(n, max(lengths) + 1, candidates, masked=len(set(lengths)) > 1)
         self.state.commit(0, n, new)
@@ -140,22 +143,37 @@ class StaticStep:
         self.positions[:n] += 1
         return frames[:n]
 
-    def _replay(self, rows: int, span: int, candidates: int | None) -> tuple[torch.Tensor, Slots]:
+    def logits(self, n: int, lengths: list[int]) -> torch.Tensor:
+        """The float32 audio logits ``(n, K * V)`` of the first ``n`` slots on the fixed shapes a GPU captures
+        (bucketed rows and span, a mask), replayed from a captured graph where ``graphs`` is set: the forward of
+        :meth:`step` without the frame choice. Writes each row's key and value at its position; commits nothing
+        (the caller sets the next inputs). The self-check (:mod:`.selfcheck`) compares it with the eager step.
+
+        On a GPU the result is the graph's own output, overwritten by the next replay of the same shape."""
+        rows, span = bucket_for(n), span_for(max(lengths), self.cache.capacity)
+
+        def forward() -> torch.Tensor:
+            return decode_logits(self.model, self.cache.keys, self.cache.values, self.frames_in, self.positions,
+                                 rows, span)
+
+        return (self._replay(("logits", rows, span), forward) if self.graphs else forward())[:n]
+
+    def _replay(self, key: tuple, fn: Callable):
+        """Replay the graph captured for ``key`` (capturing ``fn`` the first time); its outputs."""
         layout = (self.cache.capacity, id(self.cache.keys[0]))
         if layout != self._captured_for:  # the cache grew: its tensors moved, so the graphs point at freed memory
             self._captured.clear()
             self._pool = None  # and their memory pool goes with them: the next capture starts a new one
             self._captured_for = layout
-        key = (rows, span, candidates)
         entry = self._captured.get(key)
         if entry is None:
-            entry = self._capture(key, lambda: self._run(rows, span, candidates))
+            entry = self._capture(key, fn)
             self._captured[key] = entry
         graph, outputs = entry
         graph.replay()
         return outputs
 
-    def _capture(self, key: tuple, fn: Callable[[], tuple[torch.Tensor, Slots]]):
+    def _capture(self, key: tuple, fn: Callable):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -168,5 +186,5 @@ class StaticStep:
             outputs = fn()
         self._pool = graph.pool()
         self.captures += 1
-        log.info("captured the decode step for %d rows, span %d, candidates %s", *key)
+        log.info("captured a decode graph for %s", key)  # (rows, span, candidates), or ("logits", rows, span)
         return graph, outputs
