@@ -75,7 +75,7 @@ def test_speech_accepts_voice_as_a_name_or_an_id_object(lb):
     ({"voice": {"id": 3}}, "voice", 'voice: an object must be {"id": "NAME"}'),
     ({"voice": {"id": "no such voice!"}}, "voice", "voice: must be a voice name"),
     ({"voice": {"id": "nobody"}}, "voice", "voice: unknown voice 'nobody'"),
-    ({"voice": "alto", "loudness": 3}, "loudness", "loudness: unknown field"),
+    ({"voice": "alto", "volume_boost": 3}, "volume_boost", "volume_boost: unknown field"),
 ])
 def test_bad_speech_bodies_are_refused_by_name_in_openai_shape(lb, body, param, message):
     client = OpenAI(base_url=f"{lb.url}/v1", api_key="unused", max_retries=0, timeout=120)
