@@ -229,6 +229,36 @@ def verify_overhead(requests: int) -> dict[str, float]:
             "verify_retry_ratio": round(statistics.median(times["retry"]) / plain, 2)}
 
 
+def text_and_loudness(repeats: int = 5) -> dict:
+    """What issue 28's text and loudness steps cost: spoken forms and a 40-entry lexicon over a 1,000-word text
+    full of numbers, dates and units; loudness normalisation of 60 s of 24 kHz audio (whole) and a stream's gain."""
+    import numpy as np
+
+    from higgs_worker.audio import loudness
+    from higgs_worker.core import spoken
+    from higgs_worker.speech.lexicon import Lexicon
+
+    sentence = "On 2024-03-23 at 3:30 pm Dr. Nguyen paid $23.50 for 5 km of SQL, up 12.5% since 1999. "
+    text = sentence * 60  # about 1,000 words
+    lexicon = Lexicon(None)
+    entries = {f"word{i}": f"respelled{i}" for i in range(38)} | {"Nguyen": "Win", "SQL": "sequel"}
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times) * 1000
+
+    wave = (np.random.default_rng(0).standard_normal(60 * 24000) * 0.05).astype(np.float32)
+    return {"spoken_forms_ms_per_1000_words": round(best(lambda: spoken.spoken(text)), 1),
+            "lexicon_ms_per_1000_words": round(best(lambda: lexicon.sent_text(text, entries, False)), 1),
+            "loudness_ms_per_60s_audio": round(best(lambda: loudness.normalize(wave, 24000, -16.0, -1.0)), 1),
+            "stream_gain_ms": round(best(lambda: loudness.StreamLeveller(24000, -16.0, -1.0, wave[:240000]).feed(
+                wave[:24000], last=True)), 1)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path)
@@ -239,11 +269,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--step-batches", default="1,8,32")
     parser.add_argument("--step-frames", type=int, default=60)
     parser.add_argument("--steps-only", action="store_true", help="only the eager / fast decode-step comparison")
+    parser.add_argument("--text-only", action="store_true", help="only the spoken-form, lexicon and loudness costs")
     parser.add_argument("--model-cache", type=Path,
                         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs-worker"
                         / "bench-model")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.step_batches.split(",") if b]
+    if args.text_only:
+        results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), **text_and_loudness()}
+        print(json.dumps(results, indent=2))
+        return results
     if args.steps_only:
         steps = decode_steps(batches, args.step_frames)
         results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "steps": steps}
@@ -307,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(server_overhead(args.http_requests))
     if args.verify_requests > 0:
         results.update(verify_overhead(args.verify_requests))
+    results.update(text_and_loudness())
     if batches:
         results["steps"] = decode_steps(batches, args.step_frames)
     print_table(results)

@@ -26,6 +26,10 @@ class ASRMetrics:
         self.failed_checks = Counter("higgs_asr_failed_checks",
                                      "Chunks whose transcript stayed above MAX_WER after the last attempt",
                                      registry=r)
+        self.similarity = Histogram("higgs_voice_similarity",
+                                    "Voice check: cosine similarity of each checked generation to its speaker's "
+                                    "reference voice",
+                                    buckets=(0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0), registry=r)
 
     def observe_batch(self, windows: int, seconds: float, audio_seconds: float) -> None:
         """Called by the recognizer's model thread after each batch."""
@@ -42,3 +46,7 @@ class ASRMetrics:
         self.attempts.observe(attempts)
         if not passed:
             self.failed_checks.inc()
+
+    def observe_similarity(self, similarity: float) -> None:
+        """One generation of a chunk compared with its speaker's reference voice (the voice check)."""
+        self.similarity.observe(similarity)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..core.schema import SpeechResult, Usage
+from ..core.results import SpeechResult, Usage
 from . import quality
 
 
@@ -32,6 +32,8 @@ class Record:
     words: list[dict[str, Any]] | None = None
     captions: dict[str, str] | None = None
     trimmed_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # unknown [tags], read as text
+    loudness: dict[str, float] | None = None  # audio.loudness: target, measured, gain, true peak
 
     def extras(self) -> dict[str, Any]:
         """Fields every result carries beyond the audio: truncation, checks, timings, the saved voice."""
@@ -44,6 +46,10 @@ class Record:
             out["captions"] = self.captions
         if self.trimmed_s:
             out["trimmed_silence_s"] = round(self.trimmed_s, 3)
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        if self.loudness is not None:
+            out["loudness"] = self.loudness
         if self.truncated_chunks:
             out["truncated_chunks"] = list(self.truncated_chunks)
         if self.saved_voice:

@@ -9,6 +9,9 @@
   ``ASR=on higgs-worker fetch-models`` on any machine.
 
 Demo mode never fetches: its tiny model comes with its own tiny Whisper.
+
+``VOICE_CHECK=auto|on|off`` means the same for the speaker-verification model of the voice check
+(``VOICE_CHECK_REPO`` into ``VOICE_CHECK_PATH``; ``make-tiny-model`` writes a tiny one to ``DEMO_DIR/sv``).
 """
 
 from __future__ import annotations
@@ -47,3 +50,25 @@ def asr_load_wanted(settings: Settings, gpu: bool | None = None) -> bool:
     if settings.asr == "on" or asr_folder_ready(settings):
         return True
     return settings.auto_fetch_models and asr_fetch_wanted(settings, gpu)
+
+
+def voice_check_folder_ready(settings: Settings) -> bool:
+    return (Path(settings.voice_check_path) / "config.json").is_file()
+
+
+def voice_check_fetch_wanted(settings: Settings, gpu: bool | None = None) -> bool:
+    """Whether the model store should fetch ``VOICE_CHECK_REPO`` (as :func:`asr_fetch_wanted` for ``ASR``)."""
+    if settings.voice_check == "off" or settings.higgs_demo:
+        return False
+    if settings.voice_check == "on":
+        return True
+    return gpu_present() if gpu is None else gpu
+
+
+def voice_check_load_wanted(settings: Settings, gpu: bool | None = None) -> bool:
+    """Whether the service has a speaker-verification model, so ``verify`` checks voices by default."""
+    if settings.voice_check == "off":
+        return False
+    if settings.voice_check == "on" or voice_check_folder_ready(settings):
+        return True
+    return settings.auto_fetch_models and voice_check_fetch_wanted(settings, gpu)

@@ -12,6 +12,8 @@ Layout written (as the two hub repos):
 * ``DIR/asr``: a random multilingual Whisper (:class:`WhisperForConditionalGeneration`, its tokenizer, feature
   extractor and a generation config with alignment heads), the speech recogniser's layout, as the hub repo
   ``openai/whisper-large-v3-turbo`` has it. It hears nonsense, but through the real loading and decoding path.
+* ``DIR/sv``: a random speaker-verification x-vector model (:class:`WavLMForXVector` and its
+  ``Wav2Vec2FeatureExtractor``), the voice check's layout, as the hub repo ``microsoft/wavlm-base-plus-sv`` has it.
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0, size: TinySize = TinySiz
     _give_codec_range(codec, torch.Generator().manual_seed(seed + 2))
     codec.save_pretrained(codec_dir)
     make_tiny_whisper(out / "asr", seed=seed)
+    make_tiny_xvector(out / "sv", seed=seed)
     (out / "TINY_MODEL.json").write_text(json.dumps({"seed": seed, "size": size.__dict__}, indent=2) + "\n")
     return out
 
@@ -269,4 +272,21 @@ def make_tiny_whisper(out_dir: str | Path, seed: int = 0) -> Path:
     features = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
     WhisperProcessor(features, tokenizer).save_pretrained(out)
     features.save_pretrained(out)  # preprocessor_config.json, as in the hub repos
+    return out
+
+
+def make_tiny_xvector(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a random tiny :class:`WavLMForXVector` (32-dimensional embeddings) and its 16 kHz feature extractor."""
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                         num_buckets=32, max_bucket_distance=100, tdnn_dim=(32, 32, 32, 32, 64),
+                         xvector_output_dim=32, mask_time_prob=0.0)
+    torch.manual_seed(seed + 5)
+    WavLMForXVector(config).eval().save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(out)
     return out
