@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from .core.errors import RequestError
-from .core.schema import SpeechRequest
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -22,58 +21,55 @@ def _make_tiny(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from .core import cli_input
     from .core.errors import ModelLoadError
     from .core.settings import get_settings
-    from .speech import SpeechService
 
-    fmt = args.format or (Path(args.out).suffix.lstrip(".") or "wav")
-    body = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text(encoding="utf-8"),
-            "format": fmt}
-    for key in ("scene", "seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method"):
-        value = getattr(args, key)
-        if value is not None:
-            body["scene_prompt" if key == "scene" else key] = value
-    if args.voice:
-        body["ref_audio"] = args.voice
-    _start_log(get_settings())
     try:
-        request = SpeechRequest.parse(body)
-        result = SpeechService(get_settings()).synthesize(request)
+        fmt = cli_input.output_format("--out", args.out, args.format)
+        cli_input.check_output("--out", args.out)
+        fields = ("scene", "seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method")
+        body = {**cli_input.request_body(args, fields), "format": fmt}
+        request = cli_input.parse_request(body, "--ref-audio" if args.ref_audio else "--voice")
+        from .speech import SpeechService  # (PyTorch: a mistake above is answered before it loads)
+
+        service = SpeechService(get_settings())
+        if args.ref_audio:
+            service.check(request)  # a recording that does not decode is refused before anything starts
+        _start_log(get_settings())
+        result = service.synthesize(request)
     except RequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_input.for_options(exc, '--ref-audio' if args.ref_audio else '--voice')}", file=sys.stderr)
         return 2
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    Path(args.out).write_bytes(result.audio)
+    try:
+        Path(args.out).write_bytes(result.audio)
+    except OSError as exc:
+        print(f"error: --out: {args.out}: could not be written ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     print(json.dumps({"out": str(args.out), **result.metadata()}, indent=2))
     return 0
 
 
 def _prompt(args: argparse.Namespace) -> int:
+    from .core import cli_input
     from .core.settings import get_settings
-    from .speech import SpeechService
-    from .speech.prompt_view import format_text, inspect
 
-    body: dict = {"transcript": args.text if args.text is not None else Path(args.text_file).read_text("utf-8")}
-    for key in ("scene", "max_new_tokens", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns",
-                "generation_chunk_buffer_size"):
-        value = getattr(args, key)
-        if value is not None:
-            body["scene_prompt" if key == "scene" else key] = value
-    if args.voice:
-        body["ref_audio"] = args.voice
-    if args.speaker_descriptions:
-        try:
-            body["speaker_descriptions"] = json.loads(args.speaker_descriptions)
-        except ValueError:
-            body["speaker_descriptions"] = args.speaker_descriptions  # one plain description
-    if args.ref_in_system:
-        body["ref_audio_in_system_message"] = True
     try:
-        prompts = inspect(SpeechService(get_settings()), SpeechRequest.parse(body))
+        fields = ("scene", "max_new_tokens", "chunk_method", "chunk_max_word_num", "chunk_max_num_turns",
+                  "generation_chunk_buffer_size")
+        body = cli_input.request_body(args, fields)
+        if args.ref_in_system:
+            body["ref_audio_in_system_message"] = True
+        request = cli_input.parse_request(body, "--ref-audio" if args.ref_audio else "--voice")
+        from .speech import SpeechService
+        from .speech.prompt_view import format_text, inspect
+
+        prompts = inspect(SpeechService(get_settings()), request)
     except RequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_input.for_options(exc, '--ref-audio' if args.ref_audio else '--voice')}", file=sys.stderr)
         return 2
     print(json.dumps([p.as_dict() for p in prompts], indent=2, ensure_ascii=False) if args.json
           else format_text(prompts))
@@ -89,9 +85,10 @@ class PingOnly:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] == "/ping":
             return await self.app(scope, receive, send)
-        if scope["type"] == "http":
+        if scope["type"] == "http":  # answered unread: the connection closes rather than drain a body
             body = b'{"detail":"only /ping is served on this port (PORT_HEALTH)"}'
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
             await send({"type": "http.response.start", "status": 404, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
@@ -111,12 +108,30 @@ async def _serve_with_health(main, health) -> None:
         await task
 
 
+#: Connections the ``PORT_HEALTH`` server keeps open at most (its own cap, apart from ``MAX_CONNECTIONS``).
+HEALTH_CONNECTIONS = 64
+
+
+def _server_config(app, settings, host: str, port: int, cap: int, reserved_fds: int, **extra):
+    """uvicorn's configuration with this worker's bounds on connections (:mod:`.http.connections`)."""
+    import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    from .http.connections import guarded_protocol
+
+    protocol = guarded_protocol(AutoHTTPProtocol, max_connections=cap, header_timeout_s=settings.header_timeout_s,
+                                reserved_fds=reserved_fds)
+    return uvicorn.Config(app, host=host, port=port, log_config=None, http=protocol,
+                          timeout_keep_alive=max(1, min(5, int(settings.header_timeout_s))), **extra)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .core.logs import setup_logging
     from .core.settings import get_settings
     from .http import create_app
+    from .http.connections import FD_RESERVE, open_files, raise_file_limit
 
     settings = get_settings()
     setup_logging(settings, "server.log", args.log_level)
@@ -127,15 +142,23 @@ def _serve(args: argparse.Namespace) -> int:
     log = logging.getLogger(__name__)
     log.info("serving on http://%s:%d (model %s)", host, port, settings.model_path)
     app = create_app(settings)
-    if health_port is None or health_port == port:
-        uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=60)
+    file_limit = raise_file_limit()
+    with_health = health_port is not None and health_port != port
+    # descriptors for everything but client connections: those open now, a margin, and the health port's share
+    reserved = open_files() + FD_RESERVE + (HEALTH_CONNECTIONS if with_health else 0)
+    log.info("at most %d connections (MAX_CONNECTIONS, open-file limit %d); request heads within %g s "
+             "(HEADER_TIMEOUT_S), bodies within %g s (BODY_TIMEOUT_S)", min(settings.max_connections,
+             file_limit - reserved), file_limit, settings.header_timeout_s, settings.body_timeout_s)
+    main = uvicorn.Server(_server_config(app, settings, host, port, settings.max_connections, reserved,
+                                         timeout_graceful_shutdown=60))
+    if not with_health:
+        main.run()
         return 0
     import asyncio
 
     log.info("serving /ping also on http://%s:%d (PORT_HEALTH)", host, health_port)
-    main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=60))
-    health = uvicorn.Server(uvicorn.Config(PingOnly(app), host=host, port=health_port, log_config=None,
-                                           lifespan="off", access_log=False))
+    health = uvicorn.Server(_server_config(PingOnly(app), settings, host, health_port, HEALTH_CONNECTIONS,
+                                           reserved - HEALTH_CONNECTIONS, lifespan="off", access_log=False))
     asyncio.run(_serve_with_health(main, health))
     return 0
 
@@ -158,7 +181,8 @@ def _check(args: argparse.Namespace) -> int:
     from .fitness import run_all
     from .speech import SpeechService
 
-    settings = get_settings()
+    # a check reports what is missing; it never starts a download (``fetch-models`` does)
+    settings = get_settings().model_copy(update={"auto_fetch_models": False})
     setup_logging(settings, "server.log", args.log_level)
     for handler in logging.getLogger().handlers:  # stdout carries the report; log lines go to stderr (and the file)
         if type(handler) is logging.StreamHandler and handler.stream is sys.stdout:
@@ -172,6 +196,34 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine.benchmark import build_model, format_table, self_bench
+
+    if args.tiny or args.random:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        model, _ = build_model(args.tiny, device, dtype)
+        label = "tiny random model" if args.tiny else "full-size random model"
+    else:
+        from .core.settings import get_settings
+        from .engine import load_model
+
+        settings = get_settings()
+        loaded = load_model(settings.model_path, settings.tokenizer_path, args.device or settings.device,
+                            settings.dtype, strict=settings.strict_weights)
+        model, label = loaded.model, str(settings.model_path)
+    frames = args.frames or (32 if args.tiny else 128)
+    results = self_bench(model, budget_s=args.budget, batches=tuple(int(b) for b in args.batches.split(",")),
+                         streams=args.streams, frames=frames, label=label)
+    text = json.dumps(results, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text if args.json else f"{format_table(results)}\n\n{text}")
+    return 1 if results["errors"] else 0
+
+
 def _fetch_models(args: argparse.Namespace) -> int:
     from .core.settings import get_settings
     from .weights.fetch import FetchError, fetch_models
@@ -179,7 +231,10 @@ def _fetch_models(args: argparse.Namespace) -> int:
     try:
         markers = fetch_models(get_settings(), force_verify=args.verify)
     except FetchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: could not fetch the models: {exc}", file=sys.stderr)
+        return 4
+    except OSError as exc:  # the model folders cannot be made or written
+        print(f"error: could not fetch the models: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 4
     print(json.dumps(markers, indent=2))
     return 0
@@ -231,6 +286,8 @@ def _start_log(settings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core import cli_input
+
     parser = argparse.ArgumentParser(prog="higgs-worker", description="Higgs Audio V2 text-to-speech worker")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text")
     src.add_argument("--text-file")
-    p.add_argument("--voice", help="preset name(s), comma-separated for [SPEAKERn] dialogue")
+    cli_input.add_voice_options(p)
     p.add_argument("--scene")
     p.add_argument("--seed", type=int)
     p.add_argument("--temperature", type=float)
@@ -253,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", dest="top_k", type=int)
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
     p.add_argument("--chunk-method", dest="chunk_method", choices=["auto", "sentence", "word", "speaker", "none"])
-    p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"])
+    p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"],
+                   help="default: the one --out's extension names (.mp3, .ogg/.opus, ...), else wav")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_synth)
 
@@ -261,9 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text")
     src.add_argument("--text-file")
-    p.add_argument("--voice", help="preset name(s), comma-separated for [SPEAKERn] dialogue")
+    cli_input.add_voice_options(p)
     p.add_argument("--scene", help="scene description ('' for none; absent: the default scene)")
-    p.add_argument("--speaker-descriptions", help='one description, or JSON such as {"SPEAKER0": "warm"}')
     p.add_argument("--ref-in-system", action="store_true", help="reference audio in the system turn")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
     p.add_argument("--chunk-method", dest="chunk_method", choices=["auto", "sentence", "word", "speaker", "none"])
@@ -286,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "first job)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_check)
+
+    p = sub.add_parser("bench", help="self-benchmark of the loaded model: frames/s at batch 1, 8 and 32 and time to "
+                                     "first audio at 16 streams, eager and fast side by side (a table, then JSON)")
+    p.add_argument("--tiny", action="store_true", help="a tiny random model instead (seconds, on the CPU)")
+    p.add_argument("--random", action="store_true", help="a full-size random model instead (no weights needed)")
+    p.add_argument("--device", choices=["cuda", "cpu"], help="default: DEVICE (a GPU when present)")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds; parts that would start later are skipped")
+    p.add_argument("--batches", default="1,8,32", help="batch sizes of the frames/s runs")
+    p.add_argument("--streams", type=int, default=16, help="requests submitted at once for time to first audio")
+    p.add_argument("--frames", type=int, help="frames per request (default 128; 32 with --tiny)")
+    p.add_argument("--json", action="store_true", help="the JSON alone")
+    p.add_argument("--out", type=Path, help="also write the JSON to this file")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("fetch-models", help="download both repos into MODEL_PATH / TOKENIZER_PATH (once, verified)")
     p.add_argument("--verify", action="store_true", help="re-verify (and repair) even when already complete")
@@ -312,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except ValidationError as exc:
         if exc.title != "Settings":
             raise

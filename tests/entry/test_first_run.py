@@ -110,7 +110,7 @@ def test_demo_server_offline_lists_voices_and_speaks_with_one(tmp_path):
     try:
         srv.wait_ready(timeout=300)
         voices = httpx.get(f"{srv.url}/v1/audio/voices", timeout=30).json()["data"]
-        names = sorted(v["name"] for v in voices)
+        names = sorted(v["name"] for v in voices if v.get("kind") != "alias")  # OpenAI's names follow the voices
         assert len(names) >= 2 and all(n.startswith("synthetic_") for n in names)
         speech = httpx.post(f"{srv.url}/v1/audio/speech", json={"model": "tts-1", "voice": names[0],
                                                                 "input": "Demo voice.", "response_format": "wav",

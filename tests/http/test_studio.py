@@ -68,6 +68,7 @@ def start_server(tiny_model_dir: Path, root: Path, **env: str) -> Server:
     srv = Server({"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer"),
                   "VOICES_DIR": str(voices), "LOG_DIR": str(root / "logs"), "VOLUME_ROOT": str(root / "vol"), **env},
                  root)
+    srv.root = root
     try:
         srv.wait_ready(headers={"Authorization": f"Bearer {KEY}"})
     except BaseException:
@@ -209,33 +210,222 @@ def test_whole_file_and_again_with_this_seed(studio):
     assert body["seed"] == int(first["seed"])  # exactly, though seeds go past what a JS number holds
     assert body["temperature"] == 0.8 and body["voice"] == "alto" and body["input"].startswith("Hello!")
     assert again["seed"] == first["seed"] and again["duration"] == first["duration"]
-    sizes = page.evaluate("""async () => Promise.all([...document.querySelectorAll('.take audio')].map(
-        async a => new Uint8Array(await (await fetch(a.src)).arrayBuffer()).join(',')))""")
-    assert sizes[0] == sizes[1]  # the same seed gives the same audio
+    assert take_bytes(page, 1) == take_bytes(page, 2)  # the same seed gives the same audio
 
 
-def test_stop_ends_the_generation(studio, server):
-    page = studio.page
-    # Long enough to be stopped on any machine: a chunk's speech ends where the random model samples its end, so
-    # one chunk can be short (a single short chunk once ended before the click); fifty chunks cannot.
+def start_long_generation(studio: Studio) -> None:
+    """Generate a text long enough to be stopped on any machine, and wait until its first audio has come: a chunk's
+    speech ends where the random model samples its end, so one chunk can be short (a single short chunk once
+    ended before the click); fifty chunks cannot."""
     studio.label("Text").fill("Stop me if you can. " * 30)
     studio.quick(**{"Max new tokens": "200", "Chunking": "word", "Words per chunk": "3"})
     studio.button("Generate").click()
-    page.wait_for_function("() => /received/.test(document.querySelector('#progress').textContent)")
+    studio.page.wait_for_function("() => /received/.test(document.querySelector('#progress').textContent)")
+
+
+def wait_kept(page, n: int) -> None:
+    """Wait until take ``n`` is written to the browser's store (a reload would find it)."""
+    page.locator(f"#take-{n}[data-kept=true]").wait_for(state="attached")
+
+
+def test_stop_keeps_the_audio_made_so_far_as_a_take(studio, server):
+    page = studio.page
+    start_long_generation(studio)
     studio.button("Stop").click()
     take = page.locator("#take-1")
-    page.wait_for_function("() => document.querySelector('#take-1').classList.contains('failed')")
-    assert "Stopped" in take.inner_text()
+    take.locator("audio[src]").wait_for(state="attached")
+    assert take.get_attribute("data-status") == "stopped" and "stopped before the end" in take.inner_text()
     assert page.locator("#progress").inner_text() == "Stopped."
     assert studio.button("Generate").is_enabled()
+    duration = float(take.get_attribute("data-duration"))
+    assert duration > 0
+    assert studio.take_audio_duration(1) == pytest.approx(duration, abs=0.01)  # the audio that came, as a WAV
+    assert take.get_by_role("link", name="Download take 1").get_attribute("download").endswith(".wav")
 
     def stopped() -> bool:
         return httpx.get(f"{server.url}/health", timeout=10).json()["model"]["decoding"] == 0
 
     wait_until(stopped, 30, "the server to stop generating (the page closed the stream)")
+    wait_kept(page, 1)
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.locator("#take-1 audio[src]").wait_for(state="attached")
+    assert page.locator("#take-1").get_attribute("data-status") == "stopped"
+    assert studio.take_audio_duration(1) == pytest.approx(duration, abs=0.01)
+
+
+def test_escape_stops_an_mp3_stream_and_keeps_what_came(studio, server):
+    page = studio.page
+    studio.label("File format").select_option("mp3")
+    start_long_generation(studio)
+    # a few kB of mp3 (the encoder's first piece may hold no whole frame yet), then Esc
+    page.wait_for_function("() => Number((/(\\d+) kB of mp3 received/.exec("
+                           "document.querySelector('#progress').textContent) || [0, 0])[1]) >= 4")
+    page.keyboard.press("Escape")
+    take = page.locator("#take-1")
+    take.locator("audio[src]").wait_for(state="attached")
+    assert take.get_attribute("data-status") == "stopped"
+    name, data = download(page, 1)
+    assert name.endswith(".mp3") and data.startswith(AUDIO_MAGIC["mp3"])
+    assert studio.take_audio_duration(1) > 0  # the mp3 bytes that came play on their own
+    assert page.locator("#progress").inner_text() == "Stopped."
+
+
+AUDIO_MAGIC = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xe3"), "opus": (b"OggS",),
+               "aac": (b"\xff\xf1", b"\xff\xf9"), "flac": (b"fLaC",), "wav": (b"RIFF",)}
+
+
+def download(page, n: int) -> tuple[str, bytes]:
+    """Take ``n``'s download, as a person gets it (a click on its link): the file's name and bytes."""
+    with page.expect_download() as info:
+        page.get_by_role("link", name=f"Download take {n}").click()
+    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
+
+
+def take_bytes(page, n: int) -> bytes:
+    return download(page, n)[1]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac"])
+def test_streaming_in_each_format_plays_and_downloads_that_format(studio, fmt):
+    page = studio.page
+    studio.label("File format").select_option(fmt)
+    studio.label("Voice").select_option("tenor")
+    studio.quick()
+    facts = studio.generate()
+    body = studio.speech_bodies[-1]
+    assert body["stream_format"] == "sse" and body["response_format"] == fmt
+    assert int(facts["pieces"]) >= 2 and 0 < float(facts["firstAudio"]) < float(facts["total"])
+    name, data = download(page, 1)
+    assert name == f"higgs-take-1-seed-{facts['seed']}.{fmt}"
+    assert data.startswith(AUDIO_MAGIC[fmt]), data[:8]
+    # the browser plays the file: as long as the server said, give or take the codec's padding
+    assert studio.take_audio_duration(1) == pytest.approx(float(facts["duration"]), abs=0.15)
+    assert page.locator("#progress").inner_text().startswith("Done:")
+
+
+def test_a_take_survives_a_reload_and_can_be_deleted(studio):
+    page = studio.page
+    studio.label("Voice").select_option("alto")
+    studio.label("Text").fill("Keep me after a reload.")
+    studio.quick(Seed="1234", Temperature="0.7")
+    facts = studio.generate()
+    wait_kept(page, 1)
+    before = page.locator("#take-1").inner_text()
+    audio = take_bytes(page, 1)
+
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    take = page.locator("#take-1")
+    take.locator("audio[src]").wait_for(state="attached")
+    assert take.inner_text() == before  # text, voice, seed, settings and timings
+    assert take_bytes(page, 1) == audio
+    assert take.get_attribute("data-seed") == facts["seed"] == "1234"
+    # "again with this seed" still knows the settings it was made with
+    studio.label("Text").fill("Something else.")
+    page.get_by_role("button", name="Again with this seed (take 1)").click()
+    page.locator("#take-2 audio[src]").wait_for(state="attached")
+    body = studio.speech_bodies[-1]
+    assert body["input"] == "Keep me after a reload." and body["seed"] == 1234 and body["temperature"] == 0.7
+    assert take_bytes(page, 2) == audio  # same seed, same settings: the same audio
+    wait_kept(page, 2)
+
+    # deleted: gone now and after a reload (two presses, so a stray one deletes nothing)
+    take.get_by_role("button", name="Delete take 1").click()
+    take.get_by_role("button", name="Press again to delete take 1").click()
+    take.wait_for(state="detached")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.locator("#take-2 audio[src]").wait_for(state="attached")
+    assert page.locator(".take").count() == 1
+    studio.button("Delete all takes").click()
+    studio.button("Press again to delete all takes").click()
+    page.locator("#take-2").wait_for(state="detached")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator(".take").count() == 0
+
+
+def test_character_counter_shows_the_limit_and_refuses_more(studio, server):
+    page = studio.page
+    limit = httpx.get(f"{server.url}/health", timeout=10).json()["limits"]["max_text_chars"]
+    counter = page.locator("#char-count")
+    studio.label("Text").fill("Hello.")
+    page.wait_for_function("() => / of /.test(document.querySelector('#char-count').textContent)")
+    assert counter.inner_text() == f"6 of {limit:,} characters"
+    studio.label("Text").fill("a" * (limit + 1))
+    assert counter.get_attribute("data-over") == "true"
+    studio.button("Generate").click()
+    message = error_beside(studio, "Text")
+    assert f"{limit + 1:,}" in message and f"{limit:,}" in message
+    assert studio.speech_bodies == []  # refused in the page, before the server
+
+
+def test_a_txt_file_opens_as_the_text(studio, tmp_path):
+    script = tmp_path / "speech.txt"
+    script.write_text("\ufeffA text from a file.\r\nWith a second line.\r\n", encoding="utf-8")
+    studio.page.get_by_label("Open a .txt file as the text").set_input_files(str(script))
+    studio.page.wait_for_function("() => document.querySelector('#text').value.startsWith('A text')")
+    assert studio.label("Text").input_value() == "A text from a file.\nWith a second line.\n"
+    studio.quick()
+    studio.generate()
+    assert studio.speech_bodies[-1]["input"] == "A text from a file.\nWith a second line.\n"
+
+
+def test_demo_note_shows_for_the_tiny_random_model(studio, server):
+    assert httpx.get(f"{server.url}/health", timeout=10).json()["model"]["demo"] is True
+    note = studio.page.locator("#demo-note")
+    note.wait_for(state="visible")
+    assert "noise" in note.inner_text()
+
+
+def test_model_download_progress_is_shown(page, server):
+    """While the model downloads, /health carries the download's progress (tests/weights/test_fetch.py checks the
+    server's side against a slow hub); the page shows it instead of "Model loading…"."""
+    def downloading(route):
+        body = route.fetch().json()
+        body["model"] = {"state": "loading", "demo": False, "download": {
+            "repo": "bosonai/higgs-audio-v2-generation-3B-base", "file": "model-00002-of-00003.safetensors",
+            "file_bytes_done": 1_000_000_000, "file_bytes": 4_000_000_000, "files_done": 4, "files": 14,
+            "bytes_done": 2_500_000_000, "bytes": 11_000_000_000, "rate_bytes_s": 50_000_000, "eta_s": 170.0}}
+        route.fulfill(json=body)
+
+    page.route("**/health", downloading)
+    studio = Studio(page, server.url + "/").open()
+    state = page.locator("#model-state")
+    page.wait_for_function("() => /Downloading/.test(document.querySelector('#model-state').textContent)")
+    assert state.inner_text() == ("Downloading the model: 2.5 GB of 11.0 GB (22%) · file 5 of 14 · 50.0 MB/s · "
+                                  "2 min 50 s left")
+    assert page.locator("#download-bar").evaluate("b => b.value") == pytest.approx(2.5 / 11)
+    assert studio.errors == []
 
 
 # -- voices --------------------------------------------------------------------------------------------------------
+
+def test_a_preset_plays_its_reference_recording(studio, server):
+    page = studio.page
+    fetched = []
+    page.on("response", lambda r: fetched.append(r) if "/v1/audio/voices/tenor/audio" in r.url else None)
+    page.locator(".voice-item[data-voice=tenor]").get_by_role("button", name="Play tenor").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.voice-item button')].some("
+                           "b => b.textContent === 'Stop')")
+    assert studio.speech_bodies == []  # the recording itself, not a sample generated in the voice
+    assert [r.status for r in fetched] == [200]
+    wav = server.root / "voices" / "tenor.wav"
+    assert fetched[0].headers["content-type"] == "audio/wav"
+    assert int(fetched[0].headers["content-length"]) == wav.stat().st_size
+
+
+def test_voice_audio_route_needs_the_key(keyed_server):
+    url = f"{keyed_server.url}/v1/audio/voices/tenor/audio"
+    assert httpx.get(url, timeout=10).status_code == 401
+    good = httpx.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    assert good.status_code == 200 and good.headers["content-type"] == "audio/wav"
+    assert good.content == (keyed_server.root / "voices" / "tenor.wav").read_bytes()
+    missing = httpx.get(f"{keyed_server.url}/v1/audio/voices/nobody/audio", headers={"Authorization": f"Bearer {KEY}"},
+                        timeout=10)
+    assert missing.status_code == 404
+
 
 def test_voice_uploaded_through_the_page_then_used_and_deleted(studio, tmp_path):
     page = studio.page
@@ -333,6 +523,43 @@ def test_two_speaker_dialogue(studio, shots):
     body = studio.speech_bodies[-1]
     assert body["voice"] == "tenor" and body["speaker_descriptions"] == {"SPEAKER1": "masculine; deep; slow"}
     page.locator(".compose").screenshot(path=str(shots / "studio-dialogue.png"))
+
+
+def test_a_pasted_script_becomes_named_speakers(studio):
+    page = studio.page
+    page.get_by_label("Dialogue", exact=True).check()
+    page.get_by_text("Paste a script", exact=True).click()
+    studio.label("Script").fill("Alice: Are we on the air?\nBob: We are,\nand everyone can hear us.\n\nAlice: Then say "
+                                "hello.\n")
+    studio.button("Use this script").click()
+    assert studio.label("Speaker 1 name").input_value() == "Alice"
+    assert studio.label("Speaker 2 name").input_value() == "Bob"
+    assert page.locator("#speaker-list > li").count() == 2 and page.locator("#line-list > li").count() == 3
+    assert studio.label("Line 2 text").input_value() == "We are, and everyone can hear us."
+    assert studio.label("Line 3 speaker").evaluate("s => s.selectedOptions[0].textContent") == "Alice"
+    # a speaker renamed on the page is renamed in the line pickers
+    studio.label("Speaker 2 name").fill("Bobby")
+    studio.label("Speaker 2 name").press("Tab")
+    assert studio.label("Line 2 speaker").evaluate("s => s.selectedOptions[0].textContent") == "Bobby"
+    studio.label("Speaker 1 voice").select_option("tenor")
+    studio.label("Speaker 2 voice").select_option("alto")
+    studio.quick()
+    studio.generate()
+    body = studio.speech_bodies[-1]
+    assert body["input"] == ("[SPEAKER0] Are we on the air?\n[SPEAKER1] We are, and everyone can hear us.\n"
+                             "[SPEAKER0] Then say hello.")
+    assert body["voice"] == "tenor,alto"
+    assert "Alice: tenor" in page.locator("#take-1 .take-title").inner_text()
+
+    # [SPEAKERn] lines keep their numbers; a script whose first line names nobody is refused beside the box
+    page.get_by_text("Paste a script", exact=True).click()
+    studio.label("Script").fill("[speaker1] I speak first.\n[SPEAKER0] And I answer.")
+    studio.button("Use this script").click()
+    assert studio.label("Line 1 speaker").input_value() == "1" and studio.label("Line 2 speaker").input_value() == "0"
+    page.get_by_text("Paste a script", exact=True).click()
+    studio.label("Script").fill("no speaker here\nAlice: hi")
+    studio.button("Use this script").click()
+    assert "names no speaker" in error_beside(studio, "Script")
 
 
 # -- errors --------------------------------------------------------------------------------------------------------
@@ -500,10 +727,10 @@ def test_speech_recognition_options_follow_the_server(studio, server):
     assert body["timestamps"] == "word" and body.get("captions", "vtt") == "vtt"
     assert page.locator("#take-1 .take-words .word").count() > 0  # the words the server heard
     if "captions" in offered:
-        link = page.get_by_role("link", name="Download captions of take 1")
-        assert link.get_attribute("download").endswith(".vtt")
-        assert page.evaluate("async href => (await (await fetch(href)).text()).startsWith('WEBVTT')",
-                             link.get_attribute("href"))
+        with page.expect_download() as info:
+            page.get_by_role("link", name="Download captions of take 1").click()
+        assert info.value.suggested_filename.endswith(".vtt")
+        assert Path(info.value.path()).read_text().startswith("WEBVTT")
     # word times come with the stream: the whole-file mode turns the option off
     studio.label("Playback").select_option("file")
     assert page.get_by_label("Highlight words as they are heard").is_disabled()
@@ -522,6 +749,14 @@ def test_phone_width_fits_and_works(server, phone, shots):
     page = phone
     studio = Studio(page, server.url + "/").open()
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
+    # Generate is on the first screen, unscrolled, and nothing covers it
+    assert page.evaluate("() => window.scrollY") == 0
+    reachable = page.evaluate("""() => {
+        const r = document.querySelector('#generate').getBoundingClientRect();
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return r.bottom <= window.innerHeight && r.top >= 0 && hit && hit.id === 'generate';
+    }""")
+    assert reachable
     studio.label("Voice").select_option("alto")
     studio.quick()
     page.locator("#advanced").evaluate("d => d.open = false")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from fake_hub import FakeHub
@@ -121,3 +123,74 @@ def test_fetched_model_loads_through_the_engine(tiny_model_dir, tmp_path, monkey
     started = time.perf_counter()
     loaded = load_model(model.local_dir, codec.local_dir, "cpu", "float32")
     assert loaded.sample_rate == 24000 and time.perf_counter() - started < 120
+
+
+# -- progress ----------------------------------------------------------------------------------------------------
+
+def test_a_server_fetching_on_its_first_start_shows_the_download_on_health(tiny_model_dir, tmp_path):
+    """The model's weights served slowly: /health carries the download's progress (files, bytes, rate) and it
+    grows; once the hub is fast again the model loads and the download is gone from /health."""
+    from servers import Server
+
+    with FakeHub(repos(tiny_model_dir), chunk=64 * 1024, delay=0.2) as hub:
+        env = {**{k: v for k, v in fetch_env(hub, tmp_path).items() if k.startswith(("HF_", "MODEL_", "TOKENIZER_"))},
+               "VOLUME_ROOT": str(tmp_path / "vol"), "ASR": "off", "VOICES_DIR": str(tmp_path / "voices"),
+               "LOG_DIR": str(tmp_path / "logs")}
+        server = Server(env, tmp_path)
+        try:
+            def download():
+                try:
+                    model = httpx.get(f"{server.url}/health", timeout=10).json()["model"]
+                except httpx.TransportError:  # not listening yet
+                    return None
+                assert model["state"] != "failed", model
+                d = model.get("download")
+                return d if d and d["file"] == "model.safetensors" and 0 < d["file_bytes_done"] else None
+
+            first = wait_until(download, 120, "the weights' download on /health", server.proc)
+            assert first["repo"] == MODEL_REPO
+            total = sum(e["size"] for e in hub.tree(MODEL_REPO))
+            assert first["bytes"] == total and first["files"] == len(hub.tree(MODEL_REPO))
+            assert first["file_bytes"] == (tiny_model_dir / "model" / "model.safetensors").stat().st_size
+            assert 0 < first["bytes_done"] < total and first["files_done"] < first["files"]
+            later = wait_until(lambda: (d := download()) and d["bytes_done"] > first["bytes_done"] and d, 120,
+                               "the download to move on", server.proc)
+            assert later["file_bytes_done"] > first["file_bytes_done"]
+            assert later["rate_bytes_s"] is None or later["rate_bytes_s"] > 0
+            hub.delay = 0
+            server.wait_ready()
+            model = httpx.get(f"{server.url}/health", timeout=10).json()["model"]
+            assert model["state"] == "ready" and "download" not in model
+        finally:
+            server.stop()
+    # without a terminal, the log says what was fetched, file by file, with the totals
+    assert re.search(r"fetched model\.safetensors \(4\.\d MB\); test-org/tiny-higgs: \d+ of \d+ files, .* \(\d+%\)",
+                     server.output())
+
+
+def test_progress_counts_bytes_rate_and_time_left_and_logs_every_few_seconds(caplog):
+    from higgs_worker.weights import progress
+
+    now = [100.0]
+    p = progress.DownloadProgress("org/repo", files=3, total_bytes=1000, done_bytes=100, files_done=1,
+                                  terminal=False, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="higgs_worker.weights.progress"), progress.shown(p):
+        p.start_file("big.bin", size=800, have=200)  # resumed: 200 bytes were on disk
+        assert progress.current()["bytes_done"] == 300 and progress.current()["rate_bytes_s"] is None
+        for _ in range(4):
+            now[0] += 1.0
+            p.advance(50)  # 50 bytes a second
+        snap = progress.current()
+        assert snap == {"repo": "org/repo", "file": "big.bin", "file_bytes_done": 400, "file_bytes": 800,
+                        "files_done": 1, "files": 3, "bytes_done": 500, "bytes": 1000, "rate_bytes_s": 50,
+                        "eta_s": 10.0}
+        assert not [r for r in caplog.records if r.getMessage().startswith("fetching")]  # under 5 s: no line yet
+        now[0] += progress.LOG_EVERY_S
+        p.advance(50)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("fetching")]
+        assert lines == ["fetching big.bin: 450 B of 800 B; org/repo: 1 of 3 files, 550 B of 1.0 kB (55%), "
+                         "28 B/s, 16 s left"]  # 250 bytes in 9 s; 450 to go
+        p.end_file()
+        assert progress.current()["files_done"] == 2
+    assert progress.current() is None
+    assert any(r.getMessage().startswith("fetched org/repo: 3 files") for r in caplog.records)

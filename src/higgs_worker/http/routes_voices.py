@@ -6,16 +6,20 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse
 
 from ..core.errors import RequestError
 
 router = APIRouter(tags=["Voices"])
 
 
-@router.get("/v1/audio/voices", summary="Presets and uploaded voices, with transcript and duration")
+@router.get("/v1/audio/voices", summary="Presets and uploaded voices, with transcript and duration; then the aliases "
+                                     "(OpenAI's voice names) with the voice each stands for")
 async def list_voices(request: Request) -> dict[str, Any]:
-    voices = await asyncio.to_thread(request.app.state.service.voices.describe)
-    return {"object": "list", "data": voices}
+    service = request.app.state.service
+    voices = await asyncio.to_thread(service.voices.describe)
+    aliases = service.aliases.describe({v["name"] for v in voices})  # `voice` null: the model's own voice
+    return {"object": "list", "data": voices + aliases}
 
 
 @router.post("/v1/audio/voices", status_code=201, summary="Upload a voice: audio + its transcript + a name")
@@ -34,6 +38,15 @@ async def upload_voice(request: Request, audio: UploadFile = File(..., descripti
             raise RequestError("audio", exc.message) from None
         raise
     return {"name": ref.name, "kind": "upload", "transcript": ref.transcript, "duration_s": round(ref.duration_s, 3)}
+
+
+@router.get("/v1/audio/voices/{name}/audio", summary="A voice's reference recording (WAV), to hear it",
+            response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}, 404: {}})
+async def voice_audio(name: str, request: Request) -> FileResponse:
+    wav = await asyncio.to_thread(request.app.state.service.voices.reference_file, name)
+    if wav is None:
+        raise HTTPException(status_code=404, detail=f"no voice {name!r}")
+    return FileResponse(wav, media_type="audio/wav", headers={"Cache-Control": "private, no-cache"})
 
 
 @router.delete("/v1/audio/voices/{name}", summary="Delete an uploaded voice")

@@ -1,4 +1,5 @@
-// Audio in the page: streamed 16-bit PCM played through Web Audio as it arrives, and WAV files built from it.
+// Audio in the page: a stream played through Web Audio as it arrives (16-bit PCM as it is, the compressed formats
+// decoded as they come), the file it makes, and WAV files built from PCM.
 
 export const RATE = 24000; // the server's PCM: 24 kHz, 16-bit little-endian, mono
 
@@ -20,15 +21,17 @@ export function base64Bytes(text) {
 }
 
 /**
- * Plays 16-bit PCM pieces gaplessly as they arrive. Keeps the samples for the finished take, and the mapping from the
- * context's clock to the position in the audio (pieces start later than planned when the network falls behind).
+ * Plays audio pieces gaplessly as they arrive: 16-bit PCM (`push`) or decoded samples (`pushSamples`). Keeps the
+ * PCM for the finished take, and the mapping from the context's clock to the position in the audio (pieces start
+ * later than planned when the network falls behind).
  */
 export class StreamPlayer {
   constructor(ctx, rate = RATE) {
     this.ctx = ctx;
     this.rate = rate;
     this.pieces = [];
-    this.samples = 0;
+    this.samples = 0; // PCM samples received
+    this.seconds = 0; // audio received, in seconds
     this.next = 0; // context time at which the next piece starts
     this.spans = []; // {at: context time, pos: seconds into the audio}
     this.odd = null; // a byte left over from a piece of odd length
@@ -52,12 +55,19 @@ export class StreamPlayer {
     if (!bytes.length) return;
     const ints = new Int16Array(bytes.slice().buffer);
     this.pieces.push(ints);
-    const pos = this.samples / this.rate;
     this.samples += ints.length;
-    if (this.stopped) return;
     const floats = new Float32Array(ints.length);
     for (let i = 0; i < ints.length; i++) floats[i] = ints[i] / 32768;
-    const buffer = this.ctx.createBuffer(1, floats.length, this.rate);
+    this.pushSamples(floats, this.rate);
+  }
+
+  /** Queues decoded samples (mono, at `rate`) for playback. */
+  pushSamples(floats, rate) {
+    if (!floats.length) return;
+    const pos = this.seconds;
+    this.seconds += floats.length / rate;
+    if (this.stopped) return;
+    const buffer = this.ctx.createBuffer(1, floats.length, rate);
     buffer.copyToChannel(floats, 0);
     const source = this.ctx.createBufferSource();
     source.buffer = buffer;
@@ -80,7 +90,7 @@ export class StreamPlayer {
     for (const span of this.spans) {
       if (span.at <= now) pos = span.pos + (now - span.at);
     }
-    return Math.min(pos, this.samples / this.rate);
+    return Math.min(pos, this.seconds);
   }
 
   /** True while queued audio is still to be heard. */
@@ -101,13 +111,103 @@ export class StreamPlayer {
   }
 
   get duration() {
-    return this.samples / this.rate;
+    return this.seconds;
   }
 
   /** Everything received, as a WAV file. */
   wav() {
     return wavFromInt16(this.pieces, this.rate);
   }
+}
+
+/** Seconds of decoded audio held back from playback until the next decode: the last frame of a cut-off file. */
+const HOLD_S = 0.25;
+
+/**
+ * An encoded stream (mp3, opus, aac, flac) played while it arrives. The browser decodes only whole files, so the
+ * bytes so far are decoded again as more come (one decode at a time, paced by what the last one cost), and the
+ * samples past those already queued go to the player; the last HOLD_S seconds wait for the next decode, since a
+ * file cut mid-frame ends differently from the same file with more bytes. Together the pieces are the file.
+ */
+export class EncodedStream {
+  constructor(player, type) {
+    this.player = player;
+    this.type = type;
+    this.parts = [];
+    this.queued = 0; // decoded samples handed to the player
+    this.rate = 0; // of the decoded samples (the context's)
+    this.running = null; // the decode loop, while one runs
+    this.more = false; // bytes arrived since the running decode began
+  }
+
+  push(bytes) {
+    this.parts.push(bytes);
+    this.more = true;
+    if (!this.running) this.running = this.loop().finally(() => { this.running = null; });
+  }
+
+  /** Everything received, as it came. */
+  blob() {
+    return new Blob(this.parts, { type: this.type });
+  }
+
+  /** The take's file, once finish() has run: as it came, but a FLAC stream's header gets its length. */
+  async file() {
+    if (this.type !== MEDIA_TYPES.flac || !this.rate) return this.blob();
+    const bytes = new Uint8Array(await this.blob().arrayBuffer());
+    return new Blob([withFlacLength(bytes, this.queued / this.rate)], { type: this.type });
+  }
+
+  /** Decodes the end (no hold-back) once the stream is complete, or cut short. */
+  async finish() {
+    while (this.running) await this.running;
+    await this.decode(true);
+  }
+
+  async loop() {
+    while (this.more) {
+      this.more = false;
+      const started = performance.now();
+      await this.decode(false);
+      const cost = performance.now() - started;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(150, 2 * cost)));
+    }
+  }
+
+  async decode(final) {
+    let audio;
+    try {
+      audio = await this.player.ctx.decodeAudioData(await this.blob().arrayBuffer());
+    } catch {
+      return; // too little to decode yet (a header alone)
+    }
+    const samples = audio.getChannelData(0);
+    this.rate = audio.sampleRate;
+    const end = final ? samples.length : samples.length - Math.round(HOLD_S * audio.sampleRate);
+    if (end > this.queued) {
+      this.player.pushSamples(samples.slice(this.queued, end), audio.sampleRate);
+      this.queued = end;
+    }
+  }
+}
+
+/**
+ * A streamed FLAC file's header says its length is unknown (it was written before the end was known), and browsers
+ * then give the file no duration. This writes `seconds` into it: the 36-bit sample count in STREAMINFO, the first
+ * metadata block, after the "fLaC" mark and the block's 4-byte header.
+ */
+export function withFlacLength(bytes, seconds) {
+  const mark = String.fromCharCode(...bytes.subarray(0, 4));
+  if (bytes.length < 42 || mark !== "fLaC" || (bytes[4] & 0x7f) !== 0) return bytes;
+  const info = 8;
+  const rate = (bytes[info + 10] << 12) | (bytes[info + 11] << 4) | (bytes[info + 12] >> 4);
+  const total = Math.round(seconds * rate);
+  bytes[info + 13] = (bytes[info + 13] & 0xf0) | (Math.floor(total / 2 ** 32) & 0x0f);
+  bytes[info + 14] = (total >>> 24) & 0xff;
+  bytes[info + 15] = (total >>> 16) & 0xff;
+  bytes[info + 16] = (total >>> 8) & 0xff;
+  bytes[info + 17] = total & 0xff;
+  return bytes;
 }
 
 /** A 16-bit mono WAV Blob from Int16Array pieces. */

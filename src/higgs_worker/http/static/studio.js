@@ -2,10 +2,10 @@
 // build step; every request goes through the public API (`POST /v1/audio/speech`, `/v1/audio/voices`, `/health`).
 
 import { ApiError, askKey, call, capabilities, needsKey, onKeyChange, storedKey } from "./api.js";
-import { audioContext, base64Bytes, MEDIA_TYPES, StreamPlayer } from "./audio.js";
+import { audioContext, base64Bytes, EncodedStream, MEDIA_TYPES, StreamPlayer } from "./audio.js";
 import * as dialogue from "./dialogue.js";
 import { clearErrors, clearOnEdit, showError, showNextTo } from "./errors.js";
-import { addTake, fail, finish } from "./takes.js";
+import { addTake, fail, finish, restoreTakes } from "./takes.js";
 import { loadVoices, onVoices, setCapabilities, uploadVoice } from "./voices.js";
 import { addWords, highlighter } from "./words.js";
 
@@ -28,7 +28,78 @@ function showMode() {
   const dialogueMode = mode() === "dialogue";
   $("single-mode").hidden = dialogueMode;
   $("dialogue-mode").hidden = !dialogueMode;
+  showCount();
 }
+
+// -- the text: its length against the server's limit, opened from a file, a pasted dialogue script ---------------
+
+let maxChars = null; // MAX_TEXT_CHARS, from /health
+
+function textLength() {
+  return mode() === "single" ? [...$("text").value].length : dialogue.textLength();
+}
+
+function showCount() {
+  const n = textLength();
+  const box = $("char-count");
+  const over = maxChars !== null && n > maxChars;
+  box.textContent = maxChars === null ? `${n.toLocaleString("en")} characters`
+    : `${n.toLocaleString("en")} of ${maxChars.toLocaleString("en")} characters`;
+  box.classList.toggle("over", over);
+  box.dataset.over = String(over);
+}
+
+/** Refuses text over the limit before asking the server; true when it did. */
+function overLimit() {
+  const n = textLength();
+  if (maxChars === null || n <= maxChars) return false;
+  const control = mode() === "single" ? $("text") : $("lines");
+  showNextTo(control, `is ${n.toLocaleString("en")} characters; the limit is ${maxChars.toLocaleString("en")} (MAX_TEXT_CHARS)`);
+  (control.tagName === "FIELDSET" ? control.querySelector("input") : control).focus();
+  return true;
+}
+
+form.addEventListener("input", showCount);
+form.addEventListener("change", showCount);
+
+$("text-file").addEventListener("change", async () => {
+  const picker = $("text-file");
+  const file = picker.files[0];
+  picker.value = ""; // the same file can be opened again
+  if (!file) return;
+  clearErrors(form, formError);
+  const most = 4 * (maxChars ?? 20000); // UTF-8 takes at most 4 bytes a character
+  if (file.size > most) {
+    showNextTo($("text"), `${file.name} is ${file.size.toLocaleString("en")} bytes: more text than the server takes`
+      + ` (${(maxChars ?? 20000).toLocaleString("en")} characters)`);
+    return;
+  }
+  try {
+    $("text").value = (await file.text()).replace(/^\uFEFF/, "").replace(/\r\n?/g, "\n");
+  } catch (error) {
+    showNextTo($("text"), `${file.name} could not be read: ${error.message}`);
+    return;
+  }
+  $("text").dispatchEvent(new Event("input", { bubbles: true }));
+  progress.textContent = `Opened ${file.name}.`;
+  $("text").focus();
+});
+
+$("use-script").addEventListener("click", () => {
+  const box = $("script");
+  clearErrors($("script-box"));
+  try {
+    const script = dialogue.useScript(box.value);
+    $("script-box").open = false;
+    progress.textContent = `Script read: ${script.lines.length} lines, ${script.speakers.length} speakers.`;
+    showCount();
+    $("speaker-0-name").focus();
+  } catch (error) {
+    if (!(error instanceof dialogue.DialogueError)) throw error;
+    showNextTo(box, error.message);
+    box.focus();
+  }
+});
 
 for (const radio of form.querySelectorAll("input[name=mode]")) radio.addEventListener("change", showMode);
 
@@ -63,7 +134,6 @@ sceneText.addEventListener("input", () => {
 
 function showDelivery() {
   const stream = $("delivery").value === "stream";
-  $("format").disabled = stream;
   $("timestamps").disabled = !stream; // word times come in the stream's events
   $("captions").disabled = !stream; // likewise the captions
 }
@@ -178,11 +248,21 @@ function updateStop() {
   if (!running && playing && playing.playing()) setTimeout(updateStop, 250);
 }
 
-stopButton.addEventListener("click", () => {
+/** Stops the generation in flight (its take keeps the audio that came) and the audio being heard. */
+function stopAll() {
   if (running) running.controller.abort();
   if (playing) playing.stop();
   progress.textContent = "Stopped.";
   updateStop();
+}
+
+stopButton.addEventListener("click", stopAll);
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
+  if (running || (playing && playing.playing())) {
+    event.preventDefault();
+    stopAll();
+  }
 });
 
 function newTake(body, state) {
@@ -196,9 +276,15 @@ function newTake(body, state) {
   }, { again, keep });
 }
 
-/** Streams PCM over SSE into Web Audio: playback starts with the first piece. */
+/**
+ * Streams over SSE and plays each piece through Web Audio as it arrives: PCM as it is (the take becomes a WAV
+ * file), any other format decoded as it comes (the take is the file the server encoded). Stopped or cut short,
+ * the take keeps the audio that came.
+ */
 async function streamed(body, state, ctx, controller) {
-  body.response_format = "pcm";
+  const format = $("format").value;
+  const pcm = format === "wav";
+  body.response_format = pcm ? "pcm" : format;
   body.stream_format = "sse";
   const t0 = performance.now();
   const response = await call("v1/audio/speech", { method: "POST", json: body, signal: controller.signal });
@@ -206,7 +292,9 @@ async function streamed(body, state, ctx, controller) {
   if (playing) playing.stop();
   const player = new StreamPlayer(ctx);
   playing = player;
-  take.extension = "wav";
+  const encoded = pcm ? null : new EncodedStream(player, MEDIA_TYPES[format]);
+  let received = 0;
+  take.extension = format;
   progress.textContent = "Generating… waiting for the first audio.";
   liveWords.replaceChildren();
   $("now").hidden = true;
@@ -222,10 +310,14 @@ async function streamed(body, state, ctx, controller) {
         take.firstAudio = (performance.now() - t0) / 1000;
         live.start();
       }
-      player.push(base64Bytes(event.audio));
+      const bytes = base64Bytes(event.audio);
+      received += bytes.length;
+      if (encoded) encoded.push(bytes);
+      else player.push(bytes);
       take.pieces = (take.pieces || 0) + 1;
+      const amount = pcm ? `${player.duration.toFixed(1)} s` : `${(received / 1000).toFixed(0)} kB of ${format}`;
       progress.textContent = `Playing while it is generated: first audio after ${take.firstAudio.toFixed(2)} s, `
-        + `${player.duration.toFixed(1)} s received.`;
+        + `${amount} received.`;
     } else if (event.type === "speech.audio.words") {
       addWords(take.words, event.words);
       live.update();
@@ -241,6 +333,22 @@ async function streamed(body, state, ctx, controller) {
       throw new Error(typeof event.error === "string" ? event.error : event.error?.message || "generation failed");
     }
   };
+  /** A take cut short keeps what came: stopped by the user, or an error after the first audio. */
+  const cutShort = async (error) => {
+    live.stop();
+    if (encoded) await encoded.finish(); // (the player is stopped or done: this only measures the audio)
+    take.total = (performance.now() - t0) / 1000;
+    take.duration = player.duration;
+    const stopped = error.name === "AbortError";
+    if (player.duration > 0) {
+      take.blob = encoded ? await encoded.file() : player.wav();
+      take.status = stopped ? "stopped" : "failed";
+      take.message = stopped ? undefined : error.message;
+      finish(take);
+    } else {
+      fail(take, stopped ? "Stopped before any audio came." : `Failed: ${error.message}`);
+    }
+  };
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {
     for (;;) {
@@ -254,18 +362,12 @@ async function streamed(body, state, ctx, controller) {
         handle(raw);
       }
     }
+    if (!done) throw new Error("the stream ended before the audio was complete; the server log has the reason");
   } catch (error) {
-    take.blob = player.samples ? player.wav() : null;
-    take.duration = player.duration;
-    fail(take, error.name === "AbortError" ? "Stopped before the end." : `Failed: ${error.message}`);
-    live.stop();
+    await cutShort(error);
     throw error;
   }
-  if (!done) {
-    fail(take, "The stream ended early; the server log has the reason.");
-    live.stop();
-    throw new Error("the stream ended before the audio was complete");
-  }
+  if (encoded) await encoded.finish();
   take.total = (performance.now() - t0) / 1000;
   take.duration = done.duration_s ?? player.duration;
   take.rtf = take.duration > 0 ? take.total / take.duration : undefined;
@@ -275,7 +377,7 @@ async function streamed(body, state, ctx, controller) {
   take.saveError = done.save_voice_error || null;
   take.captions = done.captions || null;
   take.quality = done.quality || null;
-  take.blob = player.wav();
+  take.blob = encoded ? await encoded.file() : player.wav();
   finish(take);
   progress.textContent = `Done: ${take.duration.toFixed(2)} s of audio, first audio after `
     + `${take.firstAudio?.toFixed(2) ?? "–"} s, real-time factor ${take.rtf?.toFixed(2) ?? "–"}.`;
@@ -321,6 +423,7 @@ async function whole(body, state, controller) {
 async function generate() {
   if (running) return;
   clearErrors(form, formError);
+  if (overLimit()) return;
   let body;
   try {
     body = requestBody();
@@ -400,11 +503,12 @@ onVoices((voices) => {
   const picker = $("voice");
   const chosen = picker.value;
   picker.replaceChildren(new Option("Model's choice (default)", "default"));
-  for (const [kind, label] of [["preset", "Presets"], ["upload", "Uploaded"]]) {
+  for (const [kind, label] of [["preset", "Presets"], ["upload", "Uploaded"], ["alias", "Other names"]]) {
     const group = document.createElement("optgroup");
     group.label = label;
-    for (const v of voices.filter((x) => (kind === "preset" ? x.kind === "preset" : x.kind !== "preset"))) {
-      group.append(new Option(`${v.name} (${Number(v.duration_s).toFixed(1)} s)`, v.name));
+    for (const v of voices.filter((x) => x.kind === kind || (kind === "upload" && !["preset", "alias"].includes(x.kind)))) {
+      const what = kind === "alias" ? `→ ${v.voice || "the model's voice"}` : `${Number(v.duration_s).toFixed(1)} s`;
+      group.append(new Option(`${v.name} (${what})`, v.name));
     }
     if (group.children.length) picker.append(group);
   }
@@ -429,7 +533,16 @@ async function pollHealth() {
       ready: "Model ready", loading: "Model loading…", not_loaded: "Model loads on the first request",
       failed: `Model failed: ${model.error || "see the server log"}`,
     };
-    $("model-state").textContent = words[state] || `Model: ${state}`;
+    $("model-state").textContent = model.download ? downloadText(model.download) : words[state] || `Model: ${state}`;
+    const bar = $("download-bar");
+    bar.hidden = !model.download?.bytes;
+    if (model.download?.bytes) bar.value = model.download.bytes_done / model.download.bytes;
+    box.dataset.download = String(Boolean(model.download));
+    $("demo-note").hidden = !model.demo;
+    if (Number.isInteger(health.limits?.max_text_chars) && health.limits.max_text_chars !== maxChars) {
+      maxChars = health.limits.max_text_chars;
+      showCount();
+    }
     const waiting = (jobs.inQueue || 0) + (model.waiting || 0);
     const generating = model.decoding ?? jobs.inProgress ?? 0;
     $("queue-state").textContent = `· queue ${waiting} waiting, ${generating} generating`;
@@ -440,7 +553,36 @@ async function pollHealth() {
     $("queue-state").textContent = "";
     box.dataset.state = "unreachable";
   }
-  healthTimer = setTimeout(pollHealth, document.hidden ? 15000 : 3000);
+  const downloading = box.dataset.download === "true";
+  healthTimer = setTimeout(pollHealth, document.hidden ? 15000 : downloading ? 1500 : 3000);
+}
+
+function sizeText(bytes) {
+  const units = ["B", "kB", "MB", "GB"];
+  let n = bytes;
+  let unit = 0;
+  while (n >= 1000 && unit < units.length - 1) {
+    n /= 1000;
+    unit += 1;
+  }
+  return unit ? `${n.toFixed(1)} ${units[unit]}` : `${n} B`;
+}
+
+function leftText(seconds) {
+  if (!Number.isFinite(seconds)) return "time left unknown";
+  if (seconds < 60) return `${Math.round(seconds)} s left`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${String(Math.round(seconds % 60)).padStart(2, "0")} s left`;
+  return `${Math.floor(seconds / 3600)} h ${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")} min left`;
+}
+
+/** The model download's progress, from /health while the model is not ready. */
+function downloadText(d) {
+  if (d.waiting) return `Model download: ${d.repo}: ${d.waiting}`;
+  const percent = d.bytes ? Math.floor((100 * d.bytes_done) / d.bytes) : 0;
+  const file = d.files_done < d.files ? ` · file ${d.files_done + 1} of ${d.files}` : "";
+  const rate = Number.isFinite(d.rate_bytes_s) ? ` · ${sizeText(d.rate_bytes_s)}/s` : "";
+  return `Downloading the model: ${sizeText(d.bytes_done)} of ${sizeText(d.bytes)} (${percent}%)${file}${rate}`
+    + ` · ${leftText(d.eta_s)}`;
 }
 
 // -- the API key ------------------------------------------------------------------------------------------------
@@ -466,6 +608,7 @@ showKeyButton(storedKey());
 showMode();
 showDelivery();
 pollHealth();
+await restoreTakes({ again, keep });
 await loadVoices();
 const caps = await capabilities();
 setCapabilities(caps);

@@ -1,14 +1,22 @@
-// Takes: every generation kept in the page (text, voice, seed, settings, duration, timings) with play, download,
-// "again with this seed", and "keep this voice" (the take's audio and text uploaded to the library).
+// Takes: every generation with its text, voice, seed, settings, duration and timings, to play, download, run
+// "again with this seed", "keep this voice" (the take's audio and text uploaded to the library), or delete. Takes
+// with audio are kept in this browser (store.js), so they are still here after a reload.
 
 import { clearErrors, showError, showNextTo } from "./errors.js";
+import { deleteAllTakes, deleteTake, loadTakes, saveTake } from "./store.js";
 import { highlighter } from "./words.js";
 
 const listBox = document.getElementById("take-list");
-const empty = document.getElementById("takes-empty");
+const note = document.getElementById("takes-note");
+const deleteAll = document.getElementById("delete-takes");
 const template = document.getElementById("take-template");
 
 const takes = [];
+
+/** What a take keeps across reloads (everything but its page elements). */
+const KEPT = ["n", "created", "text", "voiceLabel", "state", "settings", "keepable", "words", "seed", "duration",
+  "firstAudio", "total", "rtf", "pieces", "truncated", "savedVoice", "quality", "captions", "extension", "blob",
+  "status", "message"];
 
 function seconds(value, digits = 2) {
   return Number.isFinite(value) ? `${value.toFixed(digits)} s` : "–";
@@ -17,6 +25,8 @@ function seconds(value, digits = 2) {
 /** The facts line of a take: duration, time to first audio, real-time factor. */
 export function facts(take) {
   const parts = [`${seconds(take.duration)} of audio`];
+  if (take.status === "stopped") parts.push("stopped before the end");
+  if (take.status === "failed") parts.push(`cut short: ${take.message || "failed"}`);
   if (Number.isFinite(take.firstAudio)) parts.push(`first audio after ${seconds(take.firstAudio)}`);
   if (Number.isFinite(take.total)) parts.push(`ready in ${seconds(take.total)}`);
   if (Number.isFinite(take.rtf)) parts.push(`real-time factor ${take.rtf.toFixed(2)}`);
@@ -32,12 +42,75 @@ function settingsLine(take) {
   return shown.length ? shown.join(" · ") : "default settings";
 }
 
+function showNote() {
+  deleteAll.hidden = takes.length === 0;
+  if (!note.dataset.problem) {
+    note.textContent = takes.length
+      ? "Kept in this browser, also after a reload, until you delete them."
+      : "Every generation is kept here, in this browser, also after a reload.";
+  }
+}
+
+/** Two presses: the first arms the button, so a stray key press deletes nothing. */
+function armed(button, label, armedLabel) {
+  if (button.dataset.armed === "yes") return true;
+  button.dataset.armed = "yes";
+  const was = button.textContent;
+  button.textContent = "Press again to delete";
+  button.setAttribute("aria-label", armedLabel);
+  setTimeout(() => {
+    if (button.isConnected) {
+      button.dataset.armed = "";
+      button.textContent = was;
+      button.setAttribute("aria-label", label);
+    }
+  }, 5000);
+  return false;
+}
+
+async function remove(take) {
+  const i = takes.indexOf(take);
+  if (i >= 0) takes.splice(i, 1);
+  take.element.remove();
+  if (take.url) URL.revokeObjectURL(take.url);
+  showNote();
+  try {
+    await deleteTake(take.n);
+  } catch (error) {
+    problem(`The take could not be deleted from this browser: ${error.message}`);
+  }
+}
+
+function problem(message) {
+  note.dataset.problem = "yes";
+  note.textContent = message;
+}
+
+deleteAll.addEventListener("click", async () => {
+  if (!armed(deleteAll, "Delete all takes", "Press again to delete all takes")) return;
+  for (const take of [...takes]) {
+    take.element.remove();
+    if (take.url) URL.revokeObjectURL(take.url);
+  }
+  takes.length = 0;
+  deleteAll.dataset.armed = "";
+  deleteAll.textContent = "Delete all takes";
+  deleteAll.setAttribute("aria-label", "Delete all takes");
+  showNote();
+  try {
+    await deleteAllTakes();
+  } catch (error) {
+    problem(`The takes could not be deleted from this browser: ${error.message}`);
+  }
+});
+
 /**
  * Adds a take to the history and returns it; `actions.again(take)` and `actions.keep(take, name)` are what its
- * buttons do. The take's audio (blob) may come later: call `finish(take)` once it is complete.
+ * buttons do. The take's audio (blob) may come later: call `finish(take)` once it is complete (or cut short).
  */
 export function addTake(take, actions) {
-  take.n = takes.length + 1;
+  take.n ??= takes.reduce((most, t) => Math.max(most, t.n), 0) + 1;
+  take.created ??= Date.now();
   takes.push(take);
   const li = template.content.firstElementChild.cloneNode(true);
   li.id = `take-${take.n}`;
@@ -54,6 +127,12 @@ export function addTake(take, actions) {
   again.disabled = true;
   again.setAttribute("aria-label", `Again with this seed (take ${take.n})`);
   again.addEventListener("click", () => actions.again(take));
+  const del = li.querySelector(".delete");
+  del.setAttribute("aria-label", `Delete take ${take.n}`);
+  del.hidden = true;
+  del.addEventListener("click", () => {
+    if (armed(del, `Delete take ${take.n}`, `Press again to delete take ${take.n}`)) remove(take);
+  });
   const keep = li.querySelector(".keep");
   keep.hidden = true;
   keep.setAttribute("aria-label", `Keep this voice (take ${take.n})`);
@@ -80,8 +159,9 @@ export function addTake(take, actions) {
     try {
       await actions.keep(take, name);
       keepForm.hidden = true;
-      keep.textContent = `Kept as ${name}`;
-      keep.disabled = true;
+      take.savedVoice = name;
+      showKept(take);
+      persist(take);
     } catch (error) {
       showError(keepForm, error, keepError);
     } finally {
@@ -91,18 +171,49 @@ export function addTake(take, actions) {
   take.element = li;
   take.wordsBox = li.querySelector(".take-words");
   take.words = take.words || [];
-  listBox.prepend(li);
-  empty.hidden = true;
+  // newest first: before the first take with a lower number (restored takes come oldest first)
+  const after = [...listBox.children].find((el) => Number(el.id.slice(5)) < take.n);
+  listBox.insertBefore(li, after || null);
+  showNote();
   return take;
 }
 
-/** Shows a finished take: its audio, facts, download and the buttons that need the seed. */
-export function finish(take) {
+function showKept(take) {
+  const keep = take.element.querySelector(".keep");
+  if (take.savedVoice) {
+    keep.hidden = false;
+    keep.textContent = `Kept as ${take.savedVoice}`;
+    keep.disabled = true;
+  }
+}
+
+/** Keeps the take in this browser; says so on the take when the browser refuses (no room, private mode...). */
+async function persist(take) {
+  const record = Object.fromEntries(KEPT.filter((k) => take[k] !== undefined).map((k) => [k, take[k]]));
+  if (record.seed !== undefined && record.seed !== null) record.seed = String(record.seed);
+  try {
+    await saveTake(record);
+    take.element.dataset.kept = "true";
+  } catch (error) {
+    take.element.dataset.kept = "false";
+    take.element.querySelector(".take-settings").textContent += ` · not kept after a reload: ${error.message}`;
+  }
+}
+
+/**
+ * Shows a take that has its audio: the audio, facts, download, the buttons that need the seed; then keeps it in
+ * this browser (unless `save` is false: a take read back from there). A take cut short (`status` "stopped" or
+ * "failed") keeps the audio it has.
+ */
+export function finish(take, { save = true } = {}) {
   const li = take.element;
+  li.classList.toggle("stopped", take.status === "stopped");
+  li.classList.toggle("failed", take.status === "failed");
   li.querySelector(".take-facts").textContent = `seed ${take.seed ?? "?"} · ${facts(take)}`;
   li.querySelector(".take-settings").textContent = settingsLine(take);
   li.dataset.seed = String(take.seed ?? "");
   li.dataset.duration = String(take.duration ?? "");
+  li.dataset.status = take.status || "done";
   if (Number.isFinite(take.firstAudio)) li.dataset.firstAudio = String(take.firstAudio);
   if (Number.isFinite(take.total)) li.dataset.total = String(take.total);
   if (take.pieces) li.dataset.pieces = String(take.pieces);
@@ -127,27 +238,41 @@ export function finish(take) {
     li.querySelector(".download").after(link);
   }
   li.querySelector(".again").disabled = take.seed === undefined || take.seed === null;
+  li.querySelector(".delete").hidden = false;
   const keep = li.querySelector(".keep");
   keep.hidden = !take.keepable || !take.blob;
-  if (take.savedVoice) {
-    keep.hidden = false;
-    keep.textContent = `Kept as ${take.savedVoice}`;
-    keep.disabled = true;
-  }
+  showKept(take);
   if (take.words.length) {
     const marker = highlighter(take.wordsBox, take.words, () => audio.currentTime);
     audio.addEventListener("play", () => marker.start());
     audio.addEventListener("pause", () => marker.stop());
     audio.addEventListener("ended", () => marker.stop());
   }
+  if (save && take.blob) persist(take);
+  else if (!save) li.dataset.kept = "true";
 }
 
-/** Marks a take that did not finish (an error, or stopped by the user). */
+/** Marks a take that ended without audio (an error, or stopped before any arrived); it is not kept. */
 export function fail(take, message) {
   const li = take.element;
   li.classList.add("failed");
+  li.dataset.status = "failed";
   li.querySelector(".take-settings").textContent = message;
   li.querySelector(".again").disabled = true;
+  li.querySelector(".delete").hidden = false;
+}
+
+/** Shows the takes kept in this browser (call once, at start). */
+export async function restoreTakes(actions) {
+  let records;
+  try {
+    records = await loadTakes();
+  } catch (error) {
+    problem(`Takes are kept only while this page is open: ${error.message}`);
+    return [];
+  }
+  for (const record of records) finish(addTake({ ...record, words: record.words || [] }, actions), { save: false });
+  return records;
 }
 
 export function all() {

@@ -1,7 +1,7 @@
 // The voice library: presets and uploads with a play button each, adding a voice from a file or the microphone
 // (with its transcript typed, or filled in when the server offers speech recognition), deleting uploads.
 
-import { call, getJSON } from "./api.js";
+import { ApiError, call, getJSON } from "./api.js";
 import { toWav } from "./audio.js";
 import { clearErrors, clearOnEdit, showError, showNextTo } from "./errors.js";
 
@@ -46,9 +46,12 @@ export async function loadVoices() {
   try {
     const body = await getJSON("v1/audio/voices");
     voices = body.data || [];
-    const uploads = voices.filter((v) => v.kind !== "preset").length;
-    status.textContent = voices.length
-      ? `${voices.length} voices: ${voices.length - uploads} presets, ${uploads} uploaded.`
+    const presets = voices.filter((v) => v.kind === "preset").length;
+    const uploads = voices.filter((v) => v.kind === "upload").length;
+    const aliases = voices.length - presets - uploads;
+    status.textContent = presets + uploads
+      ? `${presets + uploads} voices: ${presets} presets, ${uploads} uploaded`
+        + `${aliases ? `; ${aliases} aliases (OpenAI's voice names, and the operator's)` : ""}.`
       : "No voices yet: add one below, or let the model choose.";
   } catch (error) {
     status.textContent = `The voice library is not available: ${error.message}`;
@@ -70,12 +73,18 @@ function stopPlaying() {
 player.addEventListener("ended", stopPlaying);
 
 async function referenceURL(voice) {
+  if (voice.kind === "alias") return referenceURL(voices.find((v) => v.name === voice.voice) || { name: voice.voice });
   if (localAudio.has(voice.name)) return localAudio.get(voice.name);
-  if (caps.voiceAudio) {
-    const response = await call(`v1/audio/voices/${encodeURIComponent(voice.name)}/audio`);
-    const url = URL.createObjectURL(await response.blob());
-    localAudio.set(voice.name, url);
-    return url;
+  if (caps.voiceAudio || !samples.has(voice.name)) {
+    // the reference recording itself; a server without that route (404) gets a sample spoken in the voice
+    try {
+      const response = await call(`v1/audio/voices/${encodeURIComponent(voice.name)}/audio`);
+      const url = URL.createObjectURL(await response.blob());
+      localAudio.set(voice.name, url);
+      return url;
+    } catch (error) {
+      if (caps.voiceAudio || !(error instanceof ApiError) || error.status !== 404) throw error;
+    }
   }
   if (!samples.has(voice.name)) {
     // The server offers no download of the reference: a short sample in the voice stands in for it.
@@ -110,7 +119,7 @@ async function play(voice, button) {
 }
 
 function canHearReference(voice) {
-  return localAudio.has(voice.name) || caps.voiceAudio;
+  return localAudio.has(voice.kind === "alias" ? voice.voice : voice.name) || caps.voiceAudio;
 }
 
 async function remove(voice, button) {
@@ -154,11 +163,15 @@ function render() {
     kind.textContent = voice.kind;
     const length = document.createElement("span");
     length.className = "muted";
-    length.textContent = `${Number(voice.duration_s).toFixed(1)} s`;
+    if (voice.kind === "alias") {
+      length.textContent = voice.voice ? `stands for ${voice.voice}` : "the model's own voice";
+    } else {
+      length.textContent = `${Number(voice.duration_s).toFixed(1)} s`;
+    }
     head.append(name, " ", kind, " ", length);
     const transcript = document.createElement("p");
     transcript.className = "transcript muted";
-    transcript.textContent = voice.transcript;
+    transcript.textContent = voice.kind === "alias" ? (voice.error || "") : voice.transcript;
     const actions = document.createElement("div");
     actions.className = "voice-actions";
     const playButton = document.createElement("button");
@@ -168,6 +181,7 @@ function render() {
     playButton.setAttribute("aria-label", canHearReference(voice) ? `Play ${voice.name}` : `Play a sample of ${voice.name}`);
     playButton.title = canHearReference(voice) ? "The reference recording" : "A short sample spoken in this voice";
     playButton.addEventListener("click", () => play(voice, playButton));
+    playButton.hidden = voice.kind === "alias" && !voice.voice; // the model's own voice has no recording
     const use = document.createElement("button");
     use.type = "button";
     use.textContent = "Use";
@@ -179,7 +193,7 @@ function render() {
       picker.focus();
     });
     actions.append(playButton, use);
-    if (voice.kind !== "preset") {
+    if (voice.kind === "upload") {
       const del = document.createElement("button");
       del.type = "button";
       del.className = "danger";
