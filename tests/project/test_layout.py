@@ -120,3 +120,15 @@ def test_an_upward_import_fails_the_contract(scratch, module, line, broken):
         path.write_text(original, "utf-8")
     assert result.returncode != 0
     assert re.search(rf"{re.escape(broken)}.* BROKEN", result.stdout.replace("\n", " ")), result.stdout[-3000:]
+
+
+def test_every_module_is_named_in_its_groups_docstring():
+    """A group's ``__init__`` says what each of its modules holds: a new module is listed there, or the test says
+    which is missing."""
+    missing = []
+    for group in sorted(p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        doc = ast.get_docstring(ast.parse((group / "__init__.py").read_text("utf-8"))) or ""
+        for module in sorted(group.glob("*.py")):
+            if module.stem != "__init__" and f":mod:`.{module.stem}`" not in doc:
+                missing.append(f"{group.name}/{module.name}")
+    assert missing == []

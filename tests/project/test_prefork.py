@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +41,7 @@ def fresh(probe_dir, *args: str) -> tuple[dict, int]:
     return json.loads(proc.stdout.splitlines()[0]), proc.returncode
 
 
-def forked(probe_dir, *args: str) -> tuple[prefork.ForkedProcess, "Path"]:
+def forked(probe_dir, *args: str) -> tuple[prefork.ForkedProcess, Path]:
     parent = prefork.parent()
     env = {**prefork.SESSION_ENV, "PROBE_MARKER": "here"}
     assert parent is not None and parent.can_fork(env)

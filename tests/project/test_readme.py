@@ -15,3 +15,13 @@ def test_readme_configuration_table_is_current():
 def test_readme_opens_with_the_two_commands():
     head = README.read_text(encoding="utf-8")[:1500]
     assert "scripts/test.sh" in head and "HIGGS_DEMO=1" in head
+
+
+def test_every_response_header_the_server_sets_is_in_the_readme():
+    import re
+
+    src = README.parents[0] / "src" / "higgs_worker" / "http"
+    set_in_code = {h for path in src.glob("*.py") for h in re.findall(r'"(X-[A-Za-z-]+)"', path.read_text("utf-8"))}
+    assert {"X-Seed", "X-Generation-Time", "X-Engine-Time"} <= set_in_code  # the scan sees the headers
+    text = README.read_text(encoding="utf-8")
+    assert sorted(h for h in set_in_code if f"`{h}" not in text) == []

@@ -51,4 +51,4 @@ def test_prompt_command_prints_json_without_loading_a_model(tmp_path, voices_dir
         in chunks[0]["prompt"]
     bad = subprocess.run([sys.executable, "-m", "higgs_worker.cli", "prompt", "--text", "hi", "--voice", "nobody"],
                          env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "ref_audio" in bad.stderr
+    assert bad.returncode == 2 and "--voice: unknown voice 'nobody'" in bad.stderr

@@ -8,7 +8,9 @@ May import: ``core`` and ``weights`` (device and folder helpers). The modules:
   concurrent callers on one model thread.
 * :mod:`.scoring`: normalisation and word error rate (characters for Chinese and Japanese).
 * :mod:`.captions`: SRT and WebVTT from timed words; :func:`~.captions.offset_words`.
-* :mod:`.metrics`: the Prometheus metrics of speech checks.
+* :mod:`.speaker`: speaker verification (x-vector embeddings, cosine similarity) for the voice check.
+* :mod:`.types`: a transcript and its timed words.
+* :mod:`.metrics`: the Prometheus metrics of speech and voice checks.
 
 Whether ``ASR`` (auto/on/off) fetches and loads the model is :mod:`higgs_worker.weights.policy`; building the
 recognizer is :mod:`higgs_worker.speech.recognition`.

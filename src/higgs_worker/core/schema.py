@@ -1,15 +1,15 @@
-"""The one request schema every entry point converts into, the result, and the error types.
+"""The one request schema every entry point converts into (:class:`SpeechRequest`), and its text rules.
 
-Validation only: limits come from :mod:`.settings`; nothing here touches the model.
+Validation only: limits come from :mod:`.settings`; nothing here touches the model. OpenAI's request body is
+:mod:`.openai_schema` (it converts into this one); results are :mod:`.results`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from . import text
@@ -26,10 +26,15 @@ _SPEAKER_KEY = re.compile(r"SPEAKER(\d{1,3})")
 
 @dataclass(frozen=True)
 class VerifySpec:
-    """What ``verify`` asks of each chunk: the word error rate it must reach, and how many tries it gets."""
+    """What ``verify`` asks of each chunk: the word error rate it must reach, and how many tries it gets.
+
+    ``voice_check``: compare each chunk's voice with its speaker's reference (``None``: the server's default, on
+    when it has a speaker model); ``min_similarity``: the request's own floor (``None``: the server's)."""
 
     max_wer: float
     max_attempts: int
+    voice_check: bool | None = None
+    min_similarity: float | None = None
 
 
 class SpeechRequest(BaseModel):
@@ -72,21 +77,35 @@ class SpeechRequest(BaseModel):
                                                      "(its text becomes the transcript), to reuse a designed voice.")
     verify: bool | dict[str, Any] = Field(
         False, description="Hear every chunk with speech recognition and generate it again (next seed) when it does not "
-                           "say its text: `true`, or `{\"max_wer\": 0.3, \"max_attempts\": 3}`.")
+                           "say its text: `true`, or `{\"max_wer\": 0.3, \"max_attempts\": 3}`; with a speaker model on the server "
+                           "each chunk's voice is also checked against its speaker's reference (`\"voice_check\": "
+                           "false` turns that off, `\"min_similarity\": 0.8` sets its floor).")
     timestamps: Literal["word"] | None = Field(None, description="`word`: return the words heard with their start and "
                                                                  "end in seconds of the final audio.")
     captions: Literal["srt", "vtt"] | None = Field(None, description="Return captions of the audio in SRT or WebVTT.")
     trim_silence: bool = Field(True, description="Cut silence at the end longer than `TRIM_SILENCE_S` (whole responses).")
+    normalize_text: bool = Field(True, description="Say numbers, money, times, dates, units and abbreviations as words "
+                                                   "before chunking (English; Chinese numerals in Chinese text); false "
+                                                   "sends the text as written (tags and punctuation are normalised anyway).")
+    pronunciations: dict[str, str] | None = Field(
+        None, description="Whole words respelled before the model sees them (`{\"Nguyen\": \"Win\"}`): an all-lower-case key "
+                          "matches any case, any other only its exact spelling; wins over the `LEXICON_PATH` file.")
+    loudness: float | None = Field(None, ge=-70.0, le=-5.0, description="Integrated loudness of the result in LUFS "
+                                   "(ITU-R BS.1770), e.g. -16 (web) or -23 (EBU R128), true peak under "
+                                   "`LOUDNESS_TRUE_PEAK_DBTP`; absent: `LOUDNESS_TARGET_LUFS`.")
 
     # Worked out once by the service and kept for the request's life (checks, then generation, reuse them).
     _references: list | None = PrivateAttr(None)  # resolved voices
     _plan: tuple[str, list[str]] | None = PrivateAttr(None)  # normalised text and its chunks
+    _spoken: list | None = PrivateAttr(None)  # the text sent, as core.spoken pieces (for word times)
 
     @model_validator(mode="before")
     @classmethod
     def _one_text(cls, data: Any) -> Any:
         if isinstance(data, dict) and "transcript" in data and "text" in data:
             raise ValueError("give either `transcript` or `text`, not both")
+        if surrogate_in_keys(data):  # the job's `input` object
+            raise RequestError("input", f"has a field name that {SURROGATE_MESSAGE}")
         return data
 
     @field_validator("transcript")
@@ -98,21 +117,23 @@ class SpeechRequest(BaseModel):
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_TEXT_CHARS)")
         if not text.clean(value).strip():
-            raise ValueError("has nothing to speak (only spaces, control or zero-width characters)")
+            raise ValueError("has nothing to speak (only spaces, control or invisible characters)")
         return value
 
-    @field_validator("scene_prompt", "ref_text")
+    @field_validator("scene_prompt")
     @classmethod
-    def _short_text(cls, value: str | None, info) -> str | None:
+    def _scene(cls, value: str | None) -> str | None:
         if value is None:
             return None
         limit = get_settings().max_scene_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the limit is {limit} (MAX_SCENE_CHARS)")
-        cleaned = text.clean(value).strip()
-        if info.field_name == "scene_prompt":
-            return cleaned  # "" is kept: an explicit empty scene means none, where absent means the default
-        return cleaned or None
+        return text.clean(value).strip()  # "" is kept: an explicit empty scene means none, absent the default
+
+    @field_validator("ref_text")
+    @classmethod
+    def _ref_text(cls, value: str | None) -> str | None:
+        return reference_transcript(value) if value is not None and value.strip() else None
 
     @field_validator("speaker_descriptions", mode="before")
     @classmethod
@@ -143,8 +164,9 @@ class SpeechRequest(BaseModel):
     def _verify(cls, value: Any) -> bool | dict[str, Any]:
         if value is None or isinstance(value, bool):
             return bool(value)
-        if not isinstance(value, dict) or set(value) - {"max_wer", "max_attempts"}:
-            raise ValueError("must be true, false or an object with `max_wer` and/or `max_attempts`")
+        if not isinstance(value, dict) or set(value) - {"max_wer", "max_attempts", "voice_check", "min_similarity"}:
+            raise ValueError("must be true, false or an object with `max_wer`, `max_attempts`, `voice_check` and/or "
+                             "`min_similarity`")
         out: dict[str, Any] = {}
         if "max_wer" in value:
             wer = value["max_wer"]
@@ -156,6 +178,15 @@ class SpeechRequest(BaseModel):
             if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 8:
                 raise ValueError("max_attempts must be a whole number from 1 to 8")
             out["max_attempts"] = attempts
+        if "voice_check" in value:
+            if not isinstance(value["voice_check"], bool):
+                raise ValueError("voice_check must be true or false")
+            out["voice_check"] = value["voice_check"]
+        if "min_similarity" in value:
+            floor = value["min_similarity"]
+            if isinstance(floor, bool) or not isinstance(floor, int | float) or not -1 <= floor <= 1:
+                raise ValueError("min_similarity must be a number from -1 to 1")
+            out["min_similarity"] = float(floor)
         return out
 
     def verify_spec(self, max_wer: float, max_attempts: int):
@@ -163,11 +194,21 @@ class SpeechRequest(BaseModel):
         if self.verify is False:
             return None
         given = self.verify if isinstance(self.verify, dict) else {}
-        return VerifySpec(given.get("max_wer", max_wer), int(given.get("max_attempts", max_attempts)))
+        return VerifySpec(given.get("max_wer", max_wer), int(given.get("max_attempts", max_attempts)),
+                          given.get("voice_check"), given.get("min_similarity"))
 
     @property
     def needs_asr(self) -> bool:
         return self.verify is not False or self.timestamps is not None or self.captions is not None
+
+    @field_validator("pronunciations")
+    @classmethod
+    def _pronunciations(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and (len(value) > 500 or any(not k.strip() or len(k) > 64 or not v.strip() or len(v) > 200
+                                                          for k, v in value.items())):
+            raise ValueError("takes at most 500 entries, each a word of 1-64 characters and its respelling of "
+                             "1-200 characters")
+        return {k.strip(): v for k, v in value.items()} if value else None
 
     @field_validator("save_voice")
     @classmethod
@@ -216,6 +257,12 @@ class SpeechRequest(BaseModel):
             raise RequestError("ref_text", f"is required with {kind} `ref_audio` (the transcript of that audio)")
         return self
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        """Every field (the last "before" validator defined, so the first to run): no lone surrogates."""
+        return refuse_surrogates(value)
+
     @classmethod
     def parse(cls, data: Any) -> SpeechRequest:
         """Validate ``data``; raise :class:`RequestError` naming the field on any problem."""
@@ -237,80 +284,37 @@ class SpeechRequest(BaseModel):
         return voice_names(self.ref_audio)
 
 
-#: ``voice`` values that mean "no cloning: let the model pick a voice".
-DEFAULT_VOICES = frozenset({"default", "auto", "random"})
+SURROGATE_MESSAGE = ("is not valid Unicode text: it holds a lone UTF-16 surrogate (such as \\ud800), which no UTF-8 "
+                      "text can carry")
 
 
-class OpenAISpeech(BaseModel):
-    """The body of OpenAI's ``POST /v1/audio/speech``, with the Higgs extras."""
+def refuse_surrogates(value: Any) -> Any:
+    """``value`` as it is, or a ``ValueError`` (pydantic names the field) when any string in it holds a lone
+    surrogate: refused here, where the field is known, instead of failing later in the tokenizer or a log."""
+    if text.has_lone_surrogate(value):
+        raise ValueError(SURROGATE_MESSAGE)
+    return value
 
-    model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(..., description="Any of the names `GET /v1/models` lists.")
-    input: str = Field(..., description="Text to speak.")
-    voice: str | dict[str, str] = Field(..., description="A preset or uploaded voice name, or OpenAI's object form "
-                                                        "`{\"id\": \"NAME\"}`; `default` lets the model choose.")
-    instructions: str | None = Field(None, description="How to speak: becomes the scene description.")
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Playback speed, 0.25 to 4.0 (pitch-preserving time stretch).")
-    stream_format: Literal["audio", "sse"] | None = Field(None, description="`audio` (chunked) or `sse` events; unset returns the whole file.")
-    seed: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_new_tokens: int | None = None
-    scene_prompt: str | None = None
-    speaker_descriptions: dict[str, str] | str | None = None
-    ref_audio_in_system_message: bool | None = None
-    save_voice: str | None = None
-    verify: bool | dict[str, Any] | None = None
-    timestamps: Literal["word"] | None = None
-    captions: Literal["srt", "vtt"] | None = None
-    trim_silence: bool | None = None
-    ref_audio: str | None = Field(None, description="Base64 reference audio (with `ref_text`) instead of `voice`.")
-    ref_text: str | None = None
-    chunk_method: ChunkMethod | None = None
-    chunk_max_word_num: int | None = None
-    chunk_max_num_turns: int | None = None
-    generation_chunk_buffer_size: int | None = None
-    ras_win_len: int | None = None
-    ras_win_max_num_repeat: int | None = None
+def surrogate_in_keys(data: Any) -> bool:
+    """Whether a field name holds a lone surrogate: refused before it could be quoted back in an "unknown field"
+    error (which could then not be encoded)."""
+    return isinstance(data, dict) and any(text.has_lone_surrogate(k) for k in data)
 
-    @field_validator("voice", mode="before")
-    @classmethod
-    def _voice_id(cls, value: Any) -> str:
-        """OpenAI's ``{"id": "NAME"}`` is the name itself; any other key in it is refused by its name. Always a name
-        after validation."""
-        if isinstance(value, dict):
-            unknown = sorted(str(k) for k in value if k != "id")
-            if unknown:
-                raise ValueError(f"unknown field `{unknown[0][:64]}` in the voice object (it takes only `id`)")
-            if not isinstance(value.get("id"), str):
-                raise ValueError('an object must be {"id": "NAME"}')
-            return value["id"]
-        if not isinstance(value, str):
-            raise ValueError('must be a voice name or {"id": "NAME"}')
-        return value
 
-    def to_request(self) -> SpeechRequest:
-        if self.instructions and self.scene_prompt:
-            raise RequestError("instructions", "give either `instructions` or `scene_prompt`, not both")
-        if self.ref_audio and self.voice not in DEFAULT_VOICES:
-            raise RequestError("ref_audio", "give either a named `voice` or base64 `ref_audio`, not both")
-        body: dict[str, Any] = {"transcript": self.input, "format": self.response_format, "speed": self.speed}
-        body["scene_prompt"] = self.instructions if self.instructions is not None else self.scene_prompt
-        body["ref_audio"] = self.ref_audio or (None if self.voice in DEFAULT_VOICES else self.voice)
-        if self.ref_audio:
-            body["ref_text"] = self.ref_text
-        for name in ("seed", "temperature", "top_p", "top_k", "max_new_tokens", "chunk_method", "chunk_max_word_num",
-                     "chunk_max_num_turns", "generation_chunk_buffer_size", "ras_win_len", "ras_win_max_num_repeat",
-                     "speaker_descriptions", "ref_audio_in_system_message", "save_voice", "verify",
-                     "timestamps", "captions", "trim_silence"):
-            if getattr(self, name) is not None:
-                body[name] = getattr(self, name)
-        if body["ref_audio"] and not self.ref_audio and not is_voice_names(body["ref_audio"]):
-            raise RequestError("voice", "must be a voice name (letters, digits, '_' or '-')")
-        return SpeechRequest.parse({k: v for k, v in body.items() if v is not None})
+def reference_transcript(value: str, field: str = "ref_text") -> str:
+    """What a reference voice's audio says, as given with a request (``ref_text``) or an upload (``transcript``):
+    within ``MAX_REF_TEXT_CHARS``, valid Unicode, invisible and control characters removed, and something left.
+    Raises :class:`RequestError` naming ``field``."""
+    limit = get_settings().max_ref_text_chars
+    if len(value) > limit:
+        raise RequestError(field, f"is {len(value)} characters; the limit is {limit} (MAX_REF_TEXT_CHARS)")
+    if text.has_lone_surrogate(value):
+        raise RequestError(field, SURROGATE_MESSAGE)
+    cleaned = text.clean(value).strip()
+    if not cleaned:
+        raise RequestError(field, "has nothing to say (only spaces, control or invisible characters)")
+    return cleaned
 
 
 def voice_names(value: str) -> list[str]:
@@ -324,61 +328,3 @@ def is_url(value: str) -> bool:
 def is_voice_names(value: str) -> bool:
     """True when ``value`` is a comma-separated list of voice names rather than base64 audio."""
     return all(VOICE_NAME.fullmatch(n) for n in voice_names(value)) and len(value) <= 64 * 9
-
-
-@dataclass
-class Usage:
-    """Token accounting: text tokens in the prompts, audio frames generated."""
-
-    prompt_tokens: int = 0
-    audio_frames: int = 0
-    truncated: bool = False  # a chunk stopped at max_new_tokens before the end of its audio
-
-    def as_dict(self) -> dict[str, int | bool]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.audio_frames,
-                "total_tokens": self.prompt_tokens + self.audio_frames, "truncated": self.truncated}
-
-
-@dataclass
-class SpeechResult:
-    """Generated speech: the waveform, its encoding and what it cost."""
-
-    waveform: np.ndarray
-    sample_rate: int
-    format: str
-    audio: bytes
-    seed: int
-    chunks: int
-    frames: int
-    generation_s: float
-    usage: Usage = field(default_factory=Usage)
-    timings: dict[str, float] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)  # truncated, saved_voice, ...
-
-    @property
-    def truncated(self) -> bool:
-        return bool(self.extras.get("truncated"))
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.waveform) / self.sample_rate
-
-    @property
-    def real_time_factor(self) -> float:
-        """Generation time over audio duration: below 1 is faster than real time."""
-        return self.generation_s / self.duration_s if self.duration_s > 0 else 0.0
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "sample_rate": self.sample_rate,
-            "duration_s": round(self.duration_s, 4),
-            "frames": self.frames,
-            "chunks": self.chunks,
-            "seed": self.seed,
-            "generation_s": round(self.generation_s, 4),
-            "real_time_factor": round(self.real_time_factor, 4),
-            "usage": self.usage.as_dict(),
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-            **self.extras,
-        }

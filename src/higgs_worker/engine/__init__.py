@@ -1,7 +1,21 @@
 """Model loading, prompts, generation and decoding: the part that knows the model and nothing of callers.
 
 May import: ``core`` and ``weights`` (a folder's marker, the device and dtype); nothing of HTTP, RunPod, jobs or
-speech.
+speech. The modules:
+
+* :mod:`.loader`: the model, text tokenizer and codec from local folders, offline and strict.
+* :mod:`.engine`: :class:`~.engine.Engine`: generate, encode references, decode; the decode path it serves on.
+* :mod:`.prompt`: prompts in the layout the model was trained on, and the model inputs they become.
+* :mod:`.codes`: audio codes, the delay pattern, and where a chunk ends (as upstream ends it).
+* :mod:`.codec_encode`: reference audio to codes as upstream's tokenizer pads and cuts it.
+* :mod:`.codec_batch`: decoding several requests' codes in one codec call.
+* :mod:`.scheduler`: the batching decode loop over the model's own layers, and its slot KV cache.
+* :mod:`.prefill`: prompts prefilled in pieces between decode steps.
+* :mod:`.sampling`: device-side sampling (temperature, top-k/p, repetition-aware), counter-based draws.
+* :mod:`.static_step`: the fast decode step on fixed shapes, captured as CUDA graphs on a GPU.
+* :mod:`.selfcheck`: the fast step checked against the eager one on the loaded model (``DECODE_PATH=auto``).
+* :mod:`.benchmark`: the decode paths measured (``higgs-worker bench``).
+* :mod:`.streaming`: incremental codec decoding, equal to one whole decode.
 """
 
 from __future__ import annotations

@@ -7,40 +7,45 @@ Every entry point (CLI, RunPod handler, HTTP routes, and the job runner below th
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from .. import audio
-from ..audio import tempo
+from ..audio import loudness, tempo
 from ..audio.silence import trim_trailing_silence
-from ..asr.captions import captions
-from ..core import text
+from ..core import spoken, text
 from ..core.errors import Cancelled, ModelLoadError, RequestError
+from ..core.results import SpeechResult
 from ..core.safe_fetch import GuardedFetcher
-from ..core.schema import SpeechRequest, SpeechResult
+from ..core.schema import SpeechRequest
 from ..core.settings import Settings
 from ..engine import AudioTurn, Engine, EngineHolder, Sampling, build_context, load_model
 from ..engine.prompt import resolve_scene
 from ..engine.scheduler import Job
 from ..engine.streaming import StreamDecoder, stream_job
 from ..voices import VoiceLibrary
+from ..voices.aliases import VoiceAliases
 from ..weights.demo import ensure_demo_model
 from ..weights.fetch import fetch_models
 from ..weights.policy import asr_load_wanted
 from . import quality
-from .record import Record
+from .budget import check_references, chunk_frames, fit_history
+from .lexicon import Lexicon
 from .recognition import build_recognizer
+from .record import Record
+from .saving import save_voice
+from .timing import timed_words
+from .voice_check import VoiceChecks
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,14 @@ def engine_factory(settings: Settings):
         loaded = load_model(settings.model_path, settings.tokenizer_path, settings.device, settings.dtype,
                             strict=settings.strict_weights)
         cuda = loaded.device.type == "cuda"
-        return Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
-                      compile_decode=settings.compile_decode and cuda, fast_decode=settings.decode_path == "fast",
-                      warmup=settings.warmup)
+        engine = Engine(loaded, max_batch_size=settings.max_batch_size, cache_capacity=settings.kv_cache_tokens,
+                        compile_decode=settings.compile_decode and cuda, decode_path=settings.decode_path,
+                        warmup=settings.warmup)
+        if settings.self_bench:  # once at start, before the first job: the table goes to the log
+            from ..engine.benchmark import log_self_bench
+
+            log_self_bench(engine)
+        return engine
 
     return build
 
@@ -82,10 +92,13 @@ class SpeechService:
                                      allow_loopback=settings.ref_audio_url_allow_loopback,
                                      max_concurrent=settings.max_concurrent_fetches)
         self.voices = voices or VoiceLibrary.from_settings(settings, fetcher)
+        self.aliases = VoiceAliases.from_setting(settings.voice_aliases)  # OpenAI's voice names, and the operator's
+        self.lexicon = Lexicon(settings.lexicon_path)
         self._recognizer = None
         self._asr_error: Exception | None = None
         self._asr_lock = threading.Lock()
         self.asr_metrics = None  # set by the HTTP app so speech checks show on /metrics
+        self.voice_checks = VoiceChecks(settings)  # the voice check's speaker model, loaded on first use
 
     @property
     def engine(self) -> Engine:
@@ -95,7 +108,8 @@ class SpeechService:
         """Normalised text and its chunks; refuses too many chunks before any model work. Kept on the request."""
         if request._plan is not None:
             return request._plan
-        normalised = text.normalize(request.transcript)
+        request._spoken = self.lexicon.sent_text(request.transcript, request.pronunciations, request.normalize_text)
+        normalised = text.normalize(spoken.joined(request._spoken))
         budget = request.chunk_max_word_num
         if request.chunk_method == "auto":
             budget = text.auto_word_budget(request.max_new_tokens, budget)
@@ -122,22 +136,28 @@ class SpeechService:
 
     def _references(self, request: SpeechRequest, cancel: threading.Event | None = None) -> list:
         if request._references is None:
-            request._references = self.voices.resolve(request, cancel)
+            request._references = self.aliases.resolve(self.voices, request, cancel)
+            check_references(request._references, self.settings.max_prompt_tokens)
         return request._references
 
     def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: Record,
                     on_frame: Callable[[torch.Tensor], None] | None = None,
-                    on_accept: Callable[[torch.Tensor], None] | None = None) -> Iterator[Job]:
+                    on_accept: Callable[[torch.Tensor], None] | None = None,
+                    segments: Iterable[str] | None = None) -> Iterator[Job]:
         """Start each chunk's generation in turn and yield its job; when resumed, collect its codes.
 
         The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
         previous chunks' codes, so chunks run one after another. With ``verify`` each chunk is heard and may be
-        generated again; ``on_accept`` gets the plain codes each chunk finally keeps.
+        generated again; ``on_accept`` gets the plain codes each chunk finally keeps. ``segments`` (normalised text
+        that arrives in pieces, possibly blocking for each) replaces the request's own planned chunks.
         """
         spec = request.verify_spec(self.settings.verify_max_wer, self.settings.verify_max_attempts)
-        normalised, chunks = self.plan(request)
+        if segments is None:
+            normalised, chunks = self.plan(request)
+            speakers = text.speaker_tags(normalised)
+        else:
+            chunks, speakers = segments, []
         references = self._references(request, cancel)
-        speakers = text.speaker_tags(normalised)
 
         t = time.perf_counter()
         engine = self.engine
@@ -152,11 +172,16 @@ class SpeechService:
                             request.ras_win_max_num_repeat, request.max_new_tokens)
         history: list[AudioTurn] = []
         buffer = request.generation_chunk_buffer_size
-        record.chunks = len(chunks)
+        voice = self.voice_checks.start(spec, references, speakers, engine, record.timings, self.asr_metrics)
+        retry_budget = 0.0
         for index, chunk in enumerate(chunks):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            kept = self._history(engine, context, chunk, history, buffer, request.max_new_tokens)
+            record.chunks = index + 1
+            kept = fit_history(engine, context, chunk, history, buffer, request.max_new_tokens,
+                               self.settings.max_prompt_tokens)
+            sampling = replace(sampling, max_new_tokens=chunk_frames(request, chunk))
+            retry_budget += self.settings.verify_max_frames_ratio * sampling.max_new_tokens  # checks' frame budget
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
             result = self._count(record, engine.finish(job))
@@ -167,8 +192,11 @@ class SpeechService:
                     generate=lambda seed, prompt=prompt: self._count(record, engine.generate(prompt, sampling, seed,
                                                                                              cancel)),
                     hear=lambda generation, chunk=chunk: self._hear(engine, generation, chunk),
-                    truncated=lambda generation: generation.truncated)
+                    truncated=lambda generation: generation.truncated, voice=voice and voice.for_chunk(chunk),
+                    may_retry=lambda: record.usage.audio_frames < retry_budget)
                 record.quality.append(report)
+                if voice is not None:
+                    voice.settle(report.kept)
                 if self.asr_metrics is not None:
                     self.asr_metrics.observe_check(report.best.wer)
                     self.asr_metrics.observe_chunk(len(report.attempts), report.passed)
@@ -183,19 +211,9 @@ class SpeechService:
         if record.truncated_chunks:
             log.warning("%d of %d chunk(s) reached max_new_tokens (%d frames) before the end of their audio, so the "
                         "speech is cut there (chunks %s); raise max_new_tokens or lower chunk_max_word_num",
-                        len(record.truncated_chunks), len(chunks), request.max_new_tokens,
+                        len(record.truncated_chunks), record.chunks, request.max_new_tokens,
                         ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
         record.timings["generate"] = record.generation_s
-
-    @staticmethod
-    def _history(engine: Engine, context, chunk: str, history: list[AudioTurn], buffer: int | None,
-                 max_new_tokens: int) -> list[AudioTurn]:
-        """The previous chunks fed back with ``chunk``: the last ``buffer`` of them (all with ``None``, as upstream),
-        the oldest dropped first while the prompt and ``max_new_tokens`` would not fit the model's context."""
-        kept = list(history) if buffer is None else (history[-buffer:] if buffer else [])
-        while kept and engine.prompt_tokens(context.prompt(chunk, kept)) + max_new_tokens > engine.context_limit:
-            kept = kept[1:]
-        return kept
 
     @staticmethod
     def _count(record: Record, generation):
@@ -230,6 +248,7 @@ class SpeechService:
         return self._recognizer
 
     def _check_asr(self, request: SpeechRequest) -> None:
+        self.voice_checks.require(request)
         if not request.needs_asr:
             return
         if not asr_load_wanted(self.settings):
@@ -238,21 +257,15 @@ class SpeechService:
                                            "model in ASR_PATH)")
 
     def _timed_words(self, wave: np.ndarray, sample_rate: int, request: SpeechRequest, record: Record) -> None:
-        """Words with times, and captions, of the final audio (after trimming and speed)."""
-        if request.timestamps is None and request.captions is None:
-            return
-        t = time.perf_counter()
-        heard = self.recognizer.transcribe(wave, None, sample_rate=sample_rate)
-        record.timings["timestamps"] = time.perf_counter() - t
-        if request.timestamps == "word":
-            record.words = [w.as_dict() for w in heard.words]
-        if request.captions is not None:
-            record.captions = {"format": request.captions,
-                               "text": captions(heard.words, request.captions, duration=len(wave) / sample_rate)}
+        if request.timestamps is not None or request.captions is not None:  # in the words the user wrote
+            timed_words(self.recognizer, wave, sample_rate, request, record)
+
+    def loudness_target(self, request: SpeechRequest) -> float | None:
+        return request.loudness if request.loudness is not None else self.settings.loudness_target_lufs
 
     def _record(self, request: SpeechRequest) -> Record:
         seed = request.seed if request.seed is not None else secrets.randbits(63)
-        return Record(seed=seed, started=time.perf_counter())
+        return Record(seed=seed, started=time.perf_counter(), warnings=text.tag_warnings(request.transcript))
 
     def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
         """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
@@ -277,6 +290,10 @@ class SpeechService:
             t = time.perf_counter()
             wave = tempo.stretch(wave, engine.sample_rate, request.speed)
             record.timings["speed"] = time.perf_counter() - t
+        t = time.perf_counter()  # one gain for the whole utterance, never per chunk
+        wave, record.loudness = loudness.normalize(wave, engine.sample_rate, self.loudness_target(request),
+                                                   self.settings.loudness_true_peak_dbtp)
+        record.timings["loudness"] = time.perf_counter() - t
         self._timed_words(wave, engine.sample_rate, request, record)
         t = time.perf_counter()
         encoded = audio.encode(wave, request.format, engine.sample_rate)
@@ -284,24 +301,27 @@ class SpeechService:
         return record.result(wave, engine.sample_rate, request.format, encoded)
 
     def _save_voice(self, request: SpeechRequest, wave: np.ndarray, sample_rate: int, record: Record) -> None:
-        """Keep the generated speech (at its natural pace) as a library voice with its text as the transcript.
-
-        A failure here does not cost the caller the audio: it is reported beside it (``save_voice_error``).
-        """
-        try:
-            buf = io.BytesIO()
-            sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
-            normalised, _ = self.plan(request)
-            self.voices.add_upload(request.save_voice, buf.getvalue(), normalised)
-            record.saved_voice = request.save_voice
-            log.info("saved the generated speech as voice %r (%.2f s)", request.save_voice, len(wave) / sample_rate)
-        except RequestError as exc:
-            record.save_voice_error = f"save_voice: {exc.message}"
+        save_voice(self.voices, request.save_voice or "", self.plan(request)[0], wave, sample_rate, record)
 
     def synthesize_stream(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechStream:
         """The same speech as :meth:`synthesize`, as waveform pieces while it is generated."""
         self.check(request, cancel)
         return SpeechStream(self, request, cancel)
+
+    def check_voices(self, request: SpeechRequest, cancel: threading.Event | None = None) -> None:
+        """The checks of :meth:`check` that need no text: the voices (resolved once, kept on the request) and
+        speech recognition where the request asks for it."""
+        self._references(request, cancel)
+        self._check_asr(request)
+
+    def synthesize_segments(self, request: SpeechRequest, segments: Iterable[str],
+                            cancel: threading.Event | None = None) -> SpeechStream:
+        """Speech of text that arrives in pieces (a realtime turn): ``segments`` yields each normalised piece when
+        it is ready, and may block for it. Each is generated with the earlier pieces' audio as context (the
+        long-form buffer) and all are decoded as one stream; ``request`` gives the voice, scene, sampling and
+        format, and its own text is not spoken."""
+        self.check_voices(request, cancel)
+        return SpeechStream(self, request, cancel, segments)
 
 
 class SpeechStream:
@@ -311,8 +331,10 @@ class SpeechStream:
     within the tolerance stated in :mod:`higgs_worker.engine.streaming`.
     """
 
-    def __init__(self, service: SpeechService, request: SpeechRequest, cancel: threading.Event | None) -> None:
+    def __init__(self, service: SpeechService, request: SpeechRequest, cancel: threading.Event | None,
+                 segments: Iterable[str] | None = None) -> None:
         self.request = request
+        self._segments = segments
         self.sample_rate = 0
         self._service = service
         self._cancel = cancel
@@ -326,6 +348,10 @@ class SpeechStream:
         decoder = StreamDecoder(engine.stream_decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
         stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
+        refs = self.request._references or []  # one constant gain, from the reference and the first second
+        self._level = loudness.StreamLeveller(engine.sample_rate, self._service.loudness_target(self.request),
+                                              self._service.settings.loudness_true_peak_dbtp,
+                                              np.concatenate([r.wave for r in refs]) if refs else None)
         natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice
         for piece in self._pieces(engine, decoder, record):
             if self.request.save_voice:
@@ -336,7 +362,8 @@ class SpeechStream:
             natural.append(tail)
             self._service._save_voice(self.request, np.concatenate(natural), engine.sample_rate, record)
         yield from self._emit(stretcher.feed(tail))
-        yield from self._emit(stretcher.close())
+        yield from self._emit(stretcher.close(), last=True)
+        record.loudness = self._level.report()
         if self._sent:
             self._service._timed_words(np.concatenate(self._sent), engine.sample_rate, self.request, record)
         record.timings["total"] = time.perf_counter() - record.started
@@ -350,11 +377,13 @@ class SpeechStream:
         service = self._service
         if self.request.verify is False:
             frames: queue.Queue[torch.Tensor] = queue.Queue()
-            for job in service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put):
+            for job in service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put,
+                                           segments=self._segments):
                 yield from stream_job(job, frames, decoder, engine.num_codebooks)
             return
         accepted: list[torch.Tensor] = []
-        for _job in service._chunk_jobs(self.request, self._cancel, record, on_accept=accepted.append):
+        for _job in service._chunk_jobs(self.request, self._cancel, record, on_accept=accepted.append,
+                                        segments=self._segments):
             while accepted:  # the chunk before this one has passed
                 yield decoder.push(accepted.pop(0))
         while accepted:
@@ -369,7 +398,8 @@ class SpeechStream:
         yield from audio.encode_stream(itertools.chain(head, pieces), self.request.format,
                                        self.sample_rate or audio.SAMPLE_RATE)
 
-    def _emit(self, piece: np.ndarray) -> Iterator[np.ndarray]:
+    def _emit(self, piece: np.ndarray, last: bool = False) -> Iterator[np.ndarray]:
+        piece = self._level.feed(piece, last)
         if piece.size:
             if self.request.timestamps is not None or self.request.captions is not None:
                 self._sent.append(piece)  # heard once the stream ends, for word times and captions

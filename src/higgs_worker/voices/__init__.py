@@ -3,6 +3,7 @@
 * :mod:`.library`: :class:`~.library.VoiceLibrary`, every reference resolved to 24 kHz mono audio and its transcript.
 * :mod:`.presets`: the upstream voice presets, fetched at a pinned commit and checked by sha256.
 * :mod:`.demo`: the offline demo's voices (the presets when the network allows, else synthetic stand-ins).
+* :mod:`.aliases`: OpenAI's voice names (``alloy``, ``onyx``, ...) as aliases of library voices.
 
 May import: ``audio`` and ``core``.
 """
