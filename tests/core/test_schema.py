@@ -209,3 +209,17 @@ def test_the_reference_transcript_has_its_own_length_limit(env):
     with pytest.raises(RequestError, match="MAX_REF_TEXT_CHARS") as err:
         OpenAISpeech(model="tts-1", voice="default", input="hi", ref_audio=B64, ref_text="y" * 21).to_request()
     assert err.value.field == "ref_text"
+
+
+@pytest.mark.parametrize(("body", "field", "meant"), [
+    ({"input": "hi"}, "input", "`transcript`"),
+    ({"transcript": "hi", "response_format": "mp3"}, "response_format", "`format`"),
+    ({"transcript": "hi", "voice": "alto"}, "voice", "`ref_audio`"),
+    ({"transcript": "hi", "model": "tts-1"}, "model", "/v1/audio/speech"),
+])
+def test_openai_names_sent_to_the_workers_schema_say_what_was_meant(env, body, field, meant):
+    from higgs_worker.jobs.request import JobRequest
+
+    with pytest.raises(RequestError) as err:
+        JobRequest.parse(body)
+    assert err.value.field == field and meant in err.value.message and "OpenAI" in err.value.message

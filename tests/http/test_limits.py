@@ -68,3 +68,20 @@ def test_cors_only_when_configured(client_for):
     preflight = opened.options("/v1/models", headers={"Origin": "https://app.example",
                                                       "Access-Control-Request-Method": "GET"})
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+
+
+@pytest.mark.parametrize(("body", "field", "meant"), [
+    ({"model": "tts-1", "voice": "default", "text": "Hi."}, "text", "`input`"),
+    ({"model": "tts-1", "voice": "default", "input": "Hi.", "format": "mp3"}, "format", "`response_format`"),
+])
+def test_common_mix_ups_on_the_openai_route_say_what_was_meant(client_for, body, field, meant):
+    response = client_for().post("/v1/audio/speech", json=body)
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"] == field
+    assert f"did you mean {meant}" in error["message"]
+
+
+def test_openai_names_sent_to_runsync_say_which_names_it_takes(client_for):
+    response = client_for().post("/runsync", json={"input": {"input": "Hi.", "voice": "alto"}})
+    out = response.json()
+    assert "did you mean `transcript`" in str(out) and "/v1/audio/speech" in str(out)

@@ -16,6 +16,24 @@ log = logging.getLogger(__name__)
 #: Error locations reported under an alias, and the field name users are told instead.
 _ALIASES = {"text": "transcript"}
 
+#: OpenAI's names sent to the worker's own schema (jobs, ``/runsync``, RunPod): the field meant instead.
+SPEECH_FIELD_HINTS = {"input": "transcript", "response_format": "format", "voice": "ref_audio",
+                      "instructions": "scene_prompt", "model": None}
+#: The worker's names (or other APIs') sent to OpenAI's ``/v1/audio/speech``: the field meant instead.
+OPENAI_FIELD_HINTS = {"text": "input", "transcript": "input", "format": "response_format",
+                      "output_format": "response_format", "voice_id": "voice", "scene": "instructions"}
+
+
+def unknown_field(field: str, hints: dict[str, str | None]) -> str:
+    """The message for a field a schema does not take, with the one meant where a common mix-up is recognised."""
+    if field not in hints:
+        return "unknown field"
+    meant = hints[field]
+    if hints is SPEECH_FIELD_HINTS:
+        where = "this route takes the worker's own field names; OpenAI's go to /v1/audio/speech"
+        return f"unknown field ({where})" if meant is None else f"unknown field: did you mean `{meant}`? ({where})"
+    return f"unknown field: did you mean `{meant}`?"
+
 
 class RequestError(ValueError):
     """A request the worker refuses; ``field`` names the offending input and ``message`` says why."""
@@ -33,7 +51,7 @@ class RequestError(ValueError):
         loc = _ALIASES.get(loc, loc)
         msg = first.get("msg", "invalid value")
         if first.get("type") == "extra_forbidden":
-            msg = "unknown field"
+            msg = unknown_field(loc, SPEECH_FIELD_HINTS)
         msg = msg.removeprefix("Value error, ")
         return cls(loc, msg)
 

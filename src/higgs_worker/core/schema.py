@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from . import text
-from .errors import RequestError
+from .errors import SPEECH_FIELD_HINTS, RequestError, unknown_field
 from .settings import get_settings
 
 AudioFormat = Literal["wav", "flac", "mp3", "opus", "aac", "pcm"]
@@ -106,6 +106,8 @@ class SpeechRequest(BaseModel):
             raise ValueError("give either `transcript` or `text`, not both")
         if surrogate_in_keys(data):  # the job's `input` object
             raise RequestError("input", f"has a field name that {SURROGATE_MESSAGE}")
+        if isinstance(data, dict) and "input" in data and "transcript" not in data and "text" not in data:
+            raise RequestError("input", unknown_field("input", SPEECH_FIELD_HINTS))  # OpenAI's body sent here
         return data
 
     @field_validator("transcript")

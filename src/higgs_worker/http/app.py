@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ..asr.metrics import ASRMetrics
-from ..core.errors import DeviceFault, RequestError, public_error
+from ..core.errors import OPENAI_FIELD_HINTS, DeviceFault, RequestError, public_error, unknown_field
 from ..core.settings import Settings, get_settings
 from ..jobs.memory import JobStore
 from ..jobs.runner import JobRunner
@@ -46,13 +46,18 @@ def error_body(message: str, param: str | None = None, kind: str = "invalid_requ
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
-    first = exc.errors()[0]
+def _validation_message(exc: RequestValidationError, path: str = "") -> tuple[str, str]:
+    errors = exc.errors()
+    speech = path.startswith("/v1/audio/speech")
+    # a recognised mix-up (`text` for `input`) says more than the `input` it leaves missing: report it first
+    mixed = [e for e in errors if speech and e.get("type") == "extra_forbidden"
+             and ".".join(str(p) for p in e.get("loc", ()) if p != "body") in OPENAI_FIELD_HINTS]
+    first = (mixed or errors)[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     field = ".".join(loc) or "body"
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
-        msg = "unknown field"
+        msg = unknown_field(field, OPENAI_FIELD_HINTS) if speech else "unknown field"
     elif first.get("type") == "json_invalid":
         field, msg = "body", "is not valid JSON"
     return field, msg
@@ -193,7 +198,7 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        field, msg = _validation_message(exc)
+        field, msg = _validation_message(exc, request.url.path)
         return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
 
     @app.exception_handler(StoreUnavailable)
