@@ -138,3 +138,12 @@ def runpod_worker(env_extra: dict[str, str], cwd: Path, args: tuple[str, ...] = 
     env["PYTHONUNBUFFERED"] = "1"
     log = open(cwd / f"worker-{free_port()}.log", "w")  # noqa: SIM115 - lives as long as the process
     return start_cli(["handler", *args], env, cwd, log)
+
+
+def off_the_event_loop(fn, *args):
+    """``fn(*args)`` on a fresh thread: code that calls ``asyncio.run`` cannot run where a loop is already running
+    (the Playwright tests leave one in the worker's main thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()

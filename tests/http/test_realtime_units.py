@@ -12,6 +12,7 @@ import pytest
 from higgs_worker.core.settings import get_settings
 from higgs_worker.http.metrics import Metrics
 from higgs_worker.http.routes_realtime import caller_bucket, realtime_speech, session_request
+from servers import off_the_event_loop
 
 
 class StalledClient:
@@ -72,7 +73,7 @@ def test_a_stalled_client_is_cut_off_its_turn_cancelled_and_its_slot_freed(app, 
                                                      "ras_win_len": 0}},
               {"type": "input_text_buffer.append", "text": text}, {"type": "input_text_buffer.commit"}]
     client = StalledClient(app, events, reads=3)  # session.created, session.updated, committed: then nothing
-    asyncio.run(asyncio.wait_for(realtime_speech(client), 120))
+    off_the_event_loop(lambda: asyncio.run(asyncio.wait_for(realtime_speech(client), 120)))
     assert [e["type"] for e in client.sent] == ["session.created", "session.updated", "input_text_buffer.committed"]
     assert client.closed is None  # the reason could not be sent either: the handler gave up on the client
     assert app.state.speech_inflight == 0 and app.state.realtime_sessions == {}  # the slot is free
@@ -85,7 +86,7 @@ def test_a_stall_is_reported_when_the_reason_gets_through(app):
               {"type": "input_text_buffer.commit"}]
     client = StalledClient(app, events, reads=2)
     client.close = _close_recording(client)  # the close frame (with its reason) still gets out
-    asyncio.run(asyncio.wait_for(realtime_speech(client), 120))
+    off_the_event_loop(lambda: asyncio.run(asyncio.wait_for(realtime_speech(client), 120)))
     code, reason = client.closed
     assert code == 1008 and "STREAM_STALL_TIMEOUT_S" in reason
 

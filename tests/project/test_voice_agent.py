@@ -7,11 +7,13 @@ checked here (every session spoke, the figures exist, the two routes made the sa
 import json
 
 from bench.voice_agent import llm_tokens, main, underruns
+from servers import off_the_event_loop
 
 
 def test_voice_agent_bench_runs_and_reports_its_figures(tmp_path, tiny_model_dir):
     out = tmp_path / "voice_agent.json"
-    code = main(["--sessions", "2", "--repeats", "2", "--json", str(out), "--model", str(tiny_model_dir)])
+    code = off_the_event_loop(main, ["--sessions", "2", "--repeats", "2", "--json", str(out), "--model",
+                                     str(tiny_model_dir)])
     result = json.loads(out.read_text())
     assert code == 0, result
     assert result["completed"] == 2 and result["same_audio"]  # same text, same seed: the same frames both ways
