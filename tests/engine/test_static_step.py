@@ -92,7 +92,7 @@ def test_fast_path_survives_the_cache_growing_mid_request(engine, inputs):
     try:
         eager = run(small["eager"], [job(inputs[i], frames=40) for i in range(3)])
         fast = run(small["fast"], [job(inputs[i], frames=40) for i in range(3)])
-        assert small["fast"].cache.capacity > 8
+        assert small["fast"].cache.peak > 8  # it grew mid-request (and may have shrunk back once idle)
     finally:
         for s in small.values():
             s.close()

@@ -134,6 +134,7 @@ class SlotCache:
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.capacity = capacity
         self.initial = capacity  # what the cache goes back to once the rows that grew it have gone
+        self.peak = capacity  # the most it has held since it was made (it shrinks back once idle)
         self.positions: torch.Tensor | None = None  # (active,) write positions of this step
         self.span = 0  # keys visible this step
         self.row_offset = 0  # first cache row of the rows in this forward pass
@@ -151,6 +152,7 @@ class SlotCache:
                 grown[:, :, : self.capacity] = t
                 store[i] = grown
         self.capacity = new
+        self.peak = max(self.peak, new)
 
     def shrink(self, needed: int) -> bool:
         """Give memory back: when every row left fits in a quarter of the capacity, reallocate to the smallest

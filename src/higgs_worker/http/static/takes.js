@@ -69,16 +69,18 @@ function armed(button, label, armedLabel) {
 }
 
 async function remove(take) {
+  // the store first, the page after: what the page shows is what a reload finds
+  try {
+    await deleteTake(take.n);
+  } catch (error) {
+    problem(`The take could not be deleted from this browser: ${error.message}`);
+    return;
+  }
   const i = takes.indexOf(take);
   if (i >= 0) takes.splice(i, 1);
   take.element.remove();
   if (take.url) URL.revokeObjectURL(take.url);
   showNote();
-  try {
-    await deleteTake(take.n);
-  } catch (error) {
-    problem(`The take could not be deleted from this browser: ${error.message}`);
-  }
 }
 
 function problem(message) {
@@ -88,20 +90,21 @@ function problem(message) {
 
 deleteAll.addEventListener("click", async () => {
   if (!armed(deleteAll, "Delete all takes", "Press again to delete all takes")) return;
+  deleteAll.dataset.armed = "";
+  deleteAll.textContent = "Delete all takes";
+  deleteAll.setAttribute("aria-label", "Delete all takes");
+  try {
+    await deleteAllTakes(); // the store first, the page after: what the page shows is what a reload finds
+  } catch (error) {
+    problem(`The takes could not be deleted from this browser: ${error.message}`);
+    return;
+  }
   for (const take of [...takes]) {
     take.element.remove();
     if (take.url) URL.revokeObjectURL(take.url);
   }
   takes.length = 0;
-  deleteAll.dataset.armed = "";
-  deleteAll.textContent = "Delete all takes";
-  deleteAll.setAttribute("aria-label", "Delete all takes");
   showNote();
-  try {
-    await deleteAllTakes();
-  } catch (error) {
-    problem(`The takes could not be deleted from this browser: ${error.message}`);
-  }
 });
 
 /**
@@ -189,6 +192,7 @@ function showKept(take) {
 
 /** Keeps the take in this browser; says so on the take when the browser refuses (no room, private mode...). */
 async function persist(take) {
+  if (!takes.includes(take)) return; // deleted while it was still being made: nothing to keep
   const record = Object.fromEntries(KEPT.filter((k) => take[k] !== undefined).map((k) => [k, take[k]]));
   if (record.seed !== undefined && record.seed !== null) record.seed = String(record.seed);
   try {
