@@ -26,8 +26,8 @@ import argparse
 import base64
 import io
 import json
-import socket
 import random
+import socket
 import sys
 import tempfile
 import threading
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import av
 import httpx
+
+from bench.server import process_helpers, report, server_env, tiny_model, tiny_server
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
@@ -366,42 +368,26 @@ def job_throughput(urls: list[str], clients: int, duration: float) -> dict:
             "jobs_by_replica": sorted(workers.values(), reverse=True)}
 
 
-def tiny_model(tmp: str, given: Path | None) -> Path:
-    """The tiny-model folder (``model/`` and ``tokenizer/``): the one given, or a fresh one made here."""
-    if given is not None:
-        if not (given / "model").is_dir() or not (given / "tokenizer").is_dir():
-            raise SystemExit(f"--model {given}: expected a folder made by 'higgs-worker make-tiny-model'")
-        return given
-    from higgs_worker.weights.tiny import make_tiny_model
-
-    return make_tiny_model(Path(tmp) / "tiny", seed=0)
-
-
 def run_replicas(replicas: int, clients: int, duration: float, redis_server: str,
                  model_dir: Path | None = None) -> dict:
     """One replica, then ``replicas`` on one Redis job store (tiny model, loopback)."""
     import shutil
     import subprocess
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from servers import Server, free_port, wait_until
-
+    helpers = process_helpers()
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
+        port = helpers.free_port()
         redis_proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no", "--dir", tmp],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers: list = []
         try:
-            wait_until(lambda: _redis_up(port), 20, "redis-server", redis_proc)
-            model = tiny_model(tmp, model_dir)
-            env = {"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
-                   "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
-                   "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",
-                   "JOB_STORE": f"redis://127.0.0.1:{port}/0", "JOB_LEASE_S": "10"}
+            helpers.wait_until(lambda: _redis_up(port), 20, "redis-server", redis_proc)
+            env = server_env(tiny_model(tmp, model_dir), tmp, JOB_RETENTION_S="3600",
+                             JOB_STORE=f"redis://127.0.0.1:{port}/0", JOB_LEASE_S="10")
 
             def start() -> None:
-                server = Server(env, Path(tmp))
+                server = helpers.Server(env, Path(tmp))
                 servers.append(server)
                 server.wait_ready()
                 with httpx.Client(base_url=server.url, timeout=120) as http:  # warm-up
@@ -467,26 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--url must be a loopback address")
         result = run(args.url, args.clients, args.duration, None, args.abuse)
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from servers import Server
-
-        with tempfile.TemporaryDirectory() as tmp:
-            model = tiny_model(tmp, args.model)
-            server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
-                             "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
-                             "HF_ENDPOINT": "http://127.0.0.1:9", "JOB_RETENTION_S": "3600",
-                             "STREAM_STALL_TIMEOUT_S": "5"}, Path(tmp))
-            try:
-                server.wait_ready()
-                result = run(server.url, args.clients, args.duration, server.proc.pid, args.abuse)
-            finally:
-                server.stop()
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key.ljust(width)}  {value}")
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        with tiny_server(args.model, JOB_RETENTION_S="3600", STREAM_STALL_TIMEOUT_S="5") as server:
+            result = run(server.url, args.clients, args.duration, server.proc.pid, args.abuse)
+    report(result, args.json)
     return 0 if result["ok"] else 1
 
 

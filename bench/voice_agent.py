@@ -28,11 +28,12 @@ import json
 import re
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from bench.server import report, tiny_server
 
 REPLY = ("Sure, I can help you with that booking today. The next free table is at eight in the evening. "
          "Shall I reserve it for two people?")
@@ -55,7 +56,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def underruns(arrivals: list[tuple[float, int]]) -> tuple[int, float]:
@@ -213,29 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run_all(args.url.rstrip("/"), args.key, *run))
         result["model"] = "the server's"
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from servers import Server
-
-        from bench.load import tiny_model
-
-        with tempfile.TemporaryDirectory() as tmp:
-            model = tiny_model(tmp, args.model)
-            server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
-                             "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
-                             "HF_ENDPOINT": "http://127.0.0.1:9"}, Path(tmp))
-            try:
-                server.wait_ready()
-                result = asyncio.run(run_all(server.url, None, *run))
-            finally:
-                server.stop()
+        with tiny_server(args.model) as server:
+            result = asyncio.run(run_all(server.url, None, *run))
         result["model"] = "tiny random model"
     result["date"] = time.strftime("%Y-%m-%d")
-    width = max(len(k) for k in result)
-    for name, value in result.items():
-        print(f"{name.ljust(width)}  {value}")
-    print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.json)
     return 0 if result["completed"] == args.sessions and result["same_audio"] else 1
 
 

@@ -2,6 +2,7 @@
 
 import html
 import io
+import itertools
 import re
 from datetime import timedelta
 
@@ -163,7 +164,7 @@ def test_offset_words_places_chunks_in_the_final_audio():
     first_duration = first[-1].end + 0.4
     words = [*first, *offset_words(second, first_duration)]
     assert [w.start for w in words[len(first):]] == pytest.approx([w.start + first_duration for w in second])
-    assert all(b.start >= a.end for a, b in zip(words, words[1:]))
+    assert all(b.start >= a.end for a, b in itertools.pairwise(words))
     subs = parse_srt(captions(words, "srt"))
     assert [s.content for s in subs] == ["The first chunk says this.", "And the second chunk follows it."]
     assert seconds(subs[1].start) == pytest.approx(first_duration, abs=1e-3)

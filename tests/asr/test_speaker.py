@@ -40,8 +40,16 @@ def test_concurrent_callers_share_the_model_safely(verifier):
 
 
 def test_loader_errors_name_the_folder_and_what_is_wrong(tmp_path, tiny_model_dir):
-    with pytest.raises(SpeakerLoadError, match="VOICE_CHECK_PATH folder .* is missing or empty"):
+    with pytest.raises(SpeakerLoadError, match="VOICE_CHECK_PATH folder .* does not exist .*VOICE_CHECK=off"):
         load_speaker(tmp_path / "absent", "cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpeakerLoadError, match="VOICE_CHECK_PATH folder .* is empty"):
+        load_speaker(tmp_path / "empty", "cpu")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir / "sv", broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(SpeakerLoadError, match=r"VOICE_CHECK_PATH .*: config.json is unreadable \(JSONDecodeError\)"):
+        load_speaker(broken, "cpu")
     partial = tmp_path / "partial"
     shutil.copytree(tiny_model_dir / "sv", partial)
     (partial / "preprocessor_config.json").unlink()

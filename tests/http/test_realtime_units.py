@@ -8,11 +8,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from servers import off_the_event_loop
 
 from higgs_worker.core.settings import get_settings
 from higgs_worker.http.metrics import Metrics
 from higgs_worker.http.routes_realtime import caller_bucket, realtime_speech, session_request
-from servers import off_the_event_loop
 
 
 class StalledClient:

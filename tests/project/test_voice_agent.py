@@ -6,8 +6,9 @@ checked here (every session spoke, the figures exist, the two routes made the sa
 
 import json
 
-from bench.voice_agent import llm_tokens, main, underruns
 from servers import off_the_event_loop
+
+from bench.voice_agent import llm_tokens, main, underruns
 
 
 def test_voice_agent_bench_runs_and_reports_its_figures(tmp_path, tiny_model_dir):

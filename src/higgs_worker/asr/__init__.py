@@ -3,7 +3,9 @@
 Like ``engine/``, this package knows nothing of HTTP, RunPod, jobs or the speech service, which calls it.
 May import: ``core`` and ``weights`` (device and folder helpers). The modules:
 
-* :mod:`.loader`: Whisper from a local folder (``ASR_PATH``), offline; GPU in half precision when present.
+* :mod:`.loader`: Whisper from a local folder (``ASR_PATH``), offline; GPU in half precision when present. Also the
+  checks of a model folder (:class:`~.loader.ModelFolder`) and the record of a load (:class:`~.loader.LoadedModel`)
+  that :mod:`.speaker` shares.
 * :mod:`.recognizer`: :class:`~.recognizer.Recognizer`, thread-safe transcription with word times that batches
   concurrent callers on one model thread.
 * :mod:`.scoring`: normalisation and word error rate (characters for Chinese and Japanese).

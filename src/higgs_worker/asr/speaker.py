@@ -2,7 +2,8 @@
 
 The folder (``VOICE_CHECK_PATH``) is a copy of a hub repo such as ``microsoft/wavlm-base-plus-sv`` (a transformers
 x-vector model, ``WavLMForXVector``, with its 16 kHz ``Wav2Vec2FeatureExtractor``) fetched by the model store, or
-the tiny random one ``make-tiny-model`` writes. It is loaded offline (``local_files_only``), as Whisper is.
+the tiny random one ``make-tiny-model`` writes. It is loaded offline (``local_files_only``), as Whisper is, after
+the same folder checks (:class:`~.loader.ModelFolder`).
 
 :class:`SpeakerVerifier` is thread-safe: callers on any thread share one model under a lock, and each call embeds
 all the waves it is given in one padded batch (a request's references together, then one chunk attempt at a time).
@@ -10,12 +11,11 @@ all the waves it is given in one padded batch (a request's references together, 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ import soxr
 import torch
 
 from ..core.errors import ModelLoadError
-from ..weights.folders import read_source, resolve_device
+from ..weights.folders import read_source
+from .loader import LoadedModel, ModelFolder
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +38,17 @@ class SpeakerLoadError(ModelLoadError):
 
 
 @dataclass
-class LoadedSpeaker:
+class LoadedSpeaker(LoadedModel):
     model: object  # an *ForXVector model (WavLMForXVector for microsoft/wavlm-base-plus-sv)
     feature_extractor: object  # Wav2Vec2FeatureExtractor
-    device: torch.device
-    path: Path
-    load_s: float = 0.0
-    source: dict[str, str] = field(default_factory=dict)  # repo_id, revision, commit (from the completion marker)
 
     @property
     def sample_rate(self) -> int:
         return int(self.feature_extractor.sampling_rate)
 
 
-def _check_folder(path: Path) -> None:
-    hint = "run `higgs-worker fetch-models` with VOICE_CHECK=on, or set VOICE_CHECK=off"
-    if not path.is_dir() or not any(path.iterdir()):
-        raise SpeakerLoadError(f"VOICE_CHECK_PATH folder {path} is missing or empty ({hint})")
-    missing = [n for n in ("config.json", "preprocessor_config.json") if not (path / n).is_file()]
-    if missing:
-        raise SpeakerLoadError(f"VOICE_CHECK_PATH folder {path} lacks {', '.join(missing)} (an interrupted fetch? "
-                               "run `higgs-worker fetch-models --verify`)")
-    try:
-        architectures = json.loads((path / "config.json").read_text("utf-8")).get("architectures") or []
-    except (OSError, ValueError) as exc:
-        raise SpeakerLoadError(f"VOICE_CHECK_PATH {path}: config.json is unreadable ({exc.__class__.__name__})") \
-            from exc
-    if not any(str(a).endswith("ForXVector") for a in architectures):
-        raise SpeakerLoadError(f"VOICE_CHECK_PATH {path} holds {architectures or 'no architecture'}, not an x-vector "
-                               "model (VOICE_CHECK_REPO must name one such as microsoft/wavlm-base-plus-sv)")
+_FOLDER = ModelFolder(setting="VOICE_CHECK_PATH", switch="VOICE_CHECK", error=SpeakerLoadError,
+                      needs={"preprocessor_config.json": ("preprocessor_config.json",)})
 
 
 def load_speaker(path: str | Path, device: str = "auto") -> LoadedSpeaker:
@@ -73,18 +56,18 @@ def load_speaker(path: str | Path, device: str = "auto") -> LoadedSpeaker:
     from transformers import AutoFeatureExtractor, AutoModelForAudioXVector
 
     start = time.perf_counter()
-    path = Path(path)
-    _check_folder(path)
-    try:
-        dev = resolve_device(device)
-    except ModelLoadError as exc:
-        raise SpeakerLoadError(f"VOICE_CHECK: {exc}") from exc
+    path, config, dev = _FOLDER.open(path, device)
+    architectures = config.get("architectures") or []
+    if not any(str(a).endswith("ForXVector") for a in architectures):
+        raise SpeakerLoadError(f"VOICE_CHECK_PATH {path} holds {architectures or 'no architecture'}, not an x-vector "
+                               "model (VOICE_CHECK_REPO must name one such as microsoft/wavlm-base-plus-sv)")
     try:
         features = AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
         model = AutoModelForAudioXVector.from_pretrained(path, local_files_only=True).to(dev).eval()
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise SpeakerLoadError(f"could not load the speaker model from VOICE_CHECK_PATH {path}: {exc}") from exc
-    loaded = LoadedSpeaker(model, features, dev, path, time.perf_counter() - start, read_source(path))
+    loaded = LoadedSpeaker(model=model, feature_extractor=features, device=dev, path=path,
+                           load_s=time.perf_counter() - start, source=read_source(path))
     log.info("speaker model loaded from %s (%s) on %s in %.2f s", path,
              "{repo_id}@{commit}".format_map({"repo_id": "?", "commit": "?", **loaded.source}), dev, loaded.load_s)
     return loaded

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -44,6 +43,7 @@ from ..core.schema import SpeechRequest
 from ..speech.session import SegmentRules, SpeechSession, SpeechTurn
 from .auth import RequireKey
 from .routes_openai import MODEL_IDS
+from .streaming import Pipe
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Realtime"])
@@ -105,56 +105,6 @@ class SessionClosed(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-_END = object()
-
-
-class _Relay:
-    """Encoded audio made on a worker thread, handed to the event loop; at most ``size`` pieces wait (the thread
-    pauses when the client reads slower than speech is made). :meth:`close` stops the thread at its next piece."""
-
-    def __init__(self, produce: Iterator[bytes], cancel: threading.Event, size: int) -> None:
-        self._produce = produce
-        self._cancel = cancel
-        self._room = threading.Semaphore(size)
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._stop = threading.Event()
-        self.worker = self._loop.run_in_executor(None, self._run)
-
-    def _put(self, item: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is gone: nobody listens any more
-            self._cancel.set()
-
-    def _run(self) -> None:
-        try:
-            for item in self._produce:
-                while not self._room.acquire(timeout=0.1):
-                    if self._stop.is_set() or self._cancel.is_set():
-                        return
-                self._put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
-            self._put(exc)
-        finally:
-            close = getattr(self._produce, "close", None)
-            if close is not None:
-                close()
-            self._put(_END)
-
-    async def get(self) -> bytes | None:
-        item = await self._queue.get()
-        if item is _END:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        self._room.release()
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 class RealtimeConnection:
@@ -318,9 +268,9 @@ class RealtimeConnection:
 
     async def _speak(self, turn: SpeechTurn) -> None:
         status = "completed"
-        relay = _Relay(turn.encoded(), turn.cancel_event, self.settings.stream_buffer_pieces)
+        pipe = Pipe(turn.encoded(), turn.cancel_event, self.settings.stream_buffer_pieces)
         try:
-            while (data := await relay.get()) is not None:
+            while (data := await pipe.get()) is not None:
                 if turn.cancelled:
                     break  # barge-in: nothing more of this turn goes out
                 await self.send({"type": "speech.audio.delta", "response_id": turn.id,
@@ -334,10 +284,10 @@ class RealtimeConnection:
             status = "failed"
             await self.error(public_error(exc, "realtime speech"), code="turn_failed", kind="server_error")
         finally:
-            relay.close()
+            pipe.stop()  # not close(): a turn that ends well is not a cancelled one
             if status == "failed" or turn.cancelled:
                 turn.cancel()  # the generating thread stops at its next step, and a wait for text ends
-            await relay.worker  # the thread has let go of the turn before its summary is read
+            await pipe.worker  # the thread has let go of the turn before its summary is read
         if turn.cancelled and status == "completed":
             status = "cancelled"
         if turn in self.unfinished:
@@ -355,13 +305,11 @@ async def _refuse(websocket: WebSocket, code: int, reason: str, error_code: str 
     """Tell an accepted client why its session ends: an error event (with ``error_code``), then the close reason."""
     event = {"type": "error", "error": {"type": "invalid_request_error", "code": error_code, "message": reason,
                                         "param": None, "event_id": None}}
-    try:
+    with contextlib.suppress(Exception):  # the client is already gone or stalled
         async with asyncio.timeout(2):  # a stalled client gets two seconds to take the reason, no more
             if error_code is not None:
                 await websocket.send_text(json.dumps(event))
             await websocket.close(code, reason[:120])
-    except Exception:  # noqa: BLE001 - the client is already gone or stalled
-        pass
 
 
 @router.websocket(PATH, name="realtime_speech")
@@ -403,10 +351,8 @@ async def realtime_speech(websocket: WebSocket) -> None:
                 log.info("realtime session closed: %s", closed.reason)
                 await _refuse(websocket, closed.code, closed.reason, None)  # a stall: only the close frame
             else:
-                try:
+                with contextlib.suppress(Exception):  # the client is already gone
                     await asyncio.wait_for(websocket.close(closed.code, closed.reason[:120]), 5)
-                except Exception:  # noqa: BLE001 - the client is already gone
-                    pass
     finally:
         state.speech_inflight -= 1
         open_sessions[bucket] -= 1

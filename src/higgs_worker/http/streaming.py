@@ -1,6 +1,6 @@
-"""Streamed speech responses: a bounded hand-off from the generating thread to the event loop (:class:`Pipe`) and
-the response that sends it (:class:`StreamedSpeech`), which cannot outlive its client, a stalled reader, or its
-deadline.
+"""Streamed speech responses: a bounded hand-off from the generating thread to the event loop (:class:`Pipe`, which
+the realtime route's turns use too) and the response that sends it (:class:`StreamedSpeech`), which cannot outlive
+its client, a stalled reader, or its deadline.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Pipe:
 
     At most ``size`` pieces wait; when the client is slower than generation, the thread pauses instead of piling
     audio up. :meth:`close` cancels the generation: the thread stops at its next piece and closes the iterator.
+    :meth:`stop` stops the thread the same way but leaves ``cancel`` to its owner, for a caller that tells a
+    cancelled generation from one it merely stopped reading (a realtime turn that finished, or whose client left).
     """
 
     def __init__(self, produce: Iterator[bytes], cancel: threading.Event, size: int) -> None:
@@ -47,8 +49,12 @@ class Pipe:
         self._room = threading.Semaphore(size)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._stop = threading.Event()
         self._ended = False
         self.worker = self._loop.run_in_executor(None, self._run)
+
+    def _stopped(self) -> bool:
+        return self._stop.is_set() or self._cancel.is_set()
 
     def _put(self, item: Any) -> None:
         try:
@@ -60,9 +66,9 @@ class Pipe:
         try:
             for item in self._produce:
                 while not self._room.acquire(timeout=0.1):
-                    if self._cancel.is_set():
+                    if self._stopped():
                         return
-                if self._cancel.is_set():
+                if self._stopped():
                     return
                 self._put(item)
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop
@@ -88,7 +94,13 @@ class Pipe:
         return item
 
     def close(self) -> None:
+        """Cancel the generation (``cancel`` is set): the thread stops at its next piece."""
         self._cancel.set()
+
+    def stop(self) -> None:
+        """Stop handing pieces over without setting ``cancel``: the thread stops at its next piece and closes the
+        iterator, and whether the generation counts as cancelled stays its owner's call."""
+        self._stop.set()
 
 
 class _Stalled(Exception):
