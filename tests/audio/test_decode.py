@@ -288,3 +288,28 @@ def test_a_rate_change_the_decoder_mislabels_is_refused_not_resampled_at_the_wro
     single = chained("mp3", "libmp3lame", [(16000, "mono", 1000.0, 1.0)], write_xing="0", id3v2_version="0")
     wave = decode_mono(single, 24000, LIMITS)
     assert dominant_hz(wave, 24000) == pytest.approx(1000.0, abs=5.0)
+
+
+@pytest.mark.parametrize(("data", "looks_like"), [
+    (b"Not audio.\n", "text"), (b'  {"ref_audio": "..."}', "JSON"), (b"[1, 2]", "JSON"),
+    (b"<!DOCTYPE html>\n<html lang=en>", "HTML"), (b"<?xml version='1.0'?><svg/>", "an SVG image"),
+    (b"<?xml version='1.0'?><a/>", "XML"), (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    (b"\xff\xd8\xff\xe0" + bytes(64), "a JPEG image"), (b"GIF89a" + bytes(64), "a GIF image"),
+    (b"RIFF\0\0\0\0WEBPVP8 ", "a WebP image"), (b"RIFF\0\0\0\0AVI LIST", "an AVI video"),
+    (b"%PDF-1.7\n", "a PDF document"), (b"PK\x03\x04" + bytes(64), "a ZIP archive or an Office document"),
+    (b"MThd\0\0\0\x06", "a MIDI file, which holds notes, not recorded sound"),
+    (b"UklGRiQAAABXQVZFZm10IBAAAAABAAEAwF0AAIC7AAACABAAZGF0YQAAAAA=\n",
+     "base64 text; was the audio base64-encoded twice?"),
+    (b"data:audio/wav;base64,UklGRiQAAABXQVZF", "a base64 data: URI; was the audio base64-encoded twice?"),
+    (b"Supercalifragilisticexpialidocious", "text"), (b"caf\xc3\xa9 " * 900 + b"\xc3", "text"),
+    (bytes(256), None), (bytes(range(256)), None), (b"\n", None),
+])
+def test_bytes_that_are_not_audio_are_described_cheaply(data, looks_like):
+    """What a refusal says the bytes look like instead: from signatures and a look at the text, never a parser."""
+    assert audio_decode.describe_content(data[:4096]) == looks_like
+    with pytest.raises(audio_decode.NotAudio) as err:
+        decode_mono(data, 24000, LIMITS)
+    assert err.value.size == len(data) and err.value.looks_like == looks_like
+    seems = f" (they look like {looks_like})" if looks_like else ""
+    assert str(err.value) == (f"is {len(data)} bytes that are not audio in any known format{seems}; the accepted "
+                              "audio containers are WAV, FLAC, MP3, Ogg, MP4/M4A, WebM/Matroska, AAC, AIFF or CAF")

@@ -292,3 +292,64 @@ def test_parallel_uploads_of_one_name_in_different_cases_store_exactly_one(tmp_p
     with ThreadPoolExecutor(6) as pool:
         winners = [n for n in pool.map(upload, names) if n is not None]
     assert len(winners) == 1 and lib.names() == winners  # the check under the lock folds case too
+
+
+# -- refusals that say what to do: near-miss names, base64 that is not audio or not base64 -----------------------
+
+@pytest.mark.parametrize(("name", "expected", "hint"), [
+    ("Alto", "unknown voice 'Alto'; did you mean 'alto'? (voice names are case-sensitive; available: ",
+     "; did you mean 'alto'? (voice names are case-sensitive)"),
+    ("STEREO_HALL", "unknown voice 'STEREO_HALL'; did you mean 'stereo_hall'? (voice names are case-sensitive; ",
+     "; did you mean 'stereo_hall'? (voice names are case-sensitive)"),
+    ("tenr", "unknown voice 'tenr'; did you mean 'tenor'? (available: ", "; did you mean 'tenor'?"),
+    ("nobody", "unknown voice 'nobody'; available: alto, bass, stereo_hall, tenor", ""),
+])
+def test_a_name_that_is_no_voice_suggests_the_one_meant(voices_dir, name, expected, hint):
+    """Names stay case-sensitive (``Alto`` is not taken for ``alto``); the refusal names the voice meant, and the
+    voice routes' 404 says the same (``did_you_mean``)."""
+    lib = library(voices_dir)
+    with pytest.raises(RequestError) as err:
+        lib.get(name)
+    assert err.value.field == "ref_audio" and err.value.message.startswith(expected), err.value.message
+    assert lib.did_you_mean(name) == hint
+
+
+def test_a_name_shaped_base64_of_text_or_an_image_is_refused_as_not_audio(voices_dir):
+    lib = library(voices_dir)
+    for data, looks_like in ((b"hello world!", "text"), (b"\x89PNG\r\n\x1a\n" + bytes(40), "a PNG image")):
+        name = base64.b64encode(data).decode()
+        assert lib.names() and name.isalnum()  # a voice name's shape: the library is asked for it by name
+        with pytest.raises(RequestError) as err:
+            lib.get(name)
+        assert err.value.message.startswith(f"could not be decoded as audio: it decodes to {len(data)} bytes that "
+                                            f"are not audio in any known format (they look like {looks_like})")
+        assert "available: alto, bass, stereo_hall, tenor" in err.value.message
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    ("Alto.", ("unknown voice 'Alto.'; did you mean 'alto'? (available: alto, bass, stereo_hall, tenor; a voice "
+               "name has only letters, digits, '_' or '-', and this is not base64 audio either)")),
+    ("A" * 100 + "-_", ("is neither a known voice name nor valid base64 audio: it holds '-' at character 100, which "
+                        "is URL-safe base64; send standard base64 ('+' and '/')")),
+    ("QUJD\nREVG" * 10, "it holds whitespace ('\\n') at character 4; send base64 without spaces or line breaks"),
+    ("data:audio/wav;base64," + "A" * 99, "it is 99 base64 characters, not a multiple of 4"),
+    ("A" * 96 + "=AAA", "it has '=' padding at character 96, before its end"),
+    ("A" * 96 + "é", "it holds 'é' at character 96, which base64 does not use"),
+])
+def test_a_value_that_is_not_base64_says_where(voices_dir, payload, expected):
+    with pytest.raises(RequestError) as err:
+        library(voices_dir).from_base64(payload, "words")
+    assert err.value.field == "ref_audio" and expected in err.value.message, err.value.message
+
+
+def test_bytes_that_are_not_audio_are_counted_as_decoded_or_as_sent(tmp_path):
+    lib = library(tmp_path)
+    html = b"<!doctype html><title>404</title>"
+    with pytest.raises(RequestError) as err:
+        lib.from_base64(base64.b64encode(html).decode(), "words")
+    assert err.value.message.startswith(f"could not be decoded as audio: it decodes to {len(html)} bytes that are "
+                                        "not audio in any known format (they look like HTML); the accepted audio "
+                                        "containers are WAV, FLAC")
+    with pytest.raises(RequestError) as err:
+        lib.add_upload("page", html, "words")
+    assert err.value.message.startswith(f"could not be decoded as audio: it is {len(html)} bytes that are not audio")

@@ -153,6 +153,14 @@ def test_a_server_fetching_on_its_first_start_shows_the_download_on_health(tiny_
             assert first["bytes"] == total and first["files"] == len(hub.tree(MODEL_REPO))
             assert first["file_bytes"] == (tiny_model_dir / "model" / "model.safetensors").stat().st_size
             assert 0 < first["bytes_done"] < total and first["files_done"] < first["files"]
+            # speech meanwhile is refused, naming the download and its progress
+            busy = httpx.post(f"{server.url}/v1/audio/speech", json={"model": "tts-1", "input": "Hi.",
+                                                                       "voice": "default"}, timeout=10)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "5", busy.text
+            assert busy.json()["error"]["type"] == "server_error"
+            assert re.fullmatch(rf"the model is still downloading \({MODEL_REPO}: \d+ of \d+ files, [\d.]+ [kMG]?B of "
+                                rf"[\d.]+ [kMG]?B \(\d+%\), .+, .+\); retry when it is done \(GET /health shows the "
+                                r"progress\)", busy.json()["error"]["message"]), busy.json()
             later = wait_until(lambda: (d := download()) and d["bytes_done"] > first["bytes_done"] and d, 120,
                                "the download to move on", server.proc)
             assert later["file_bytes_done"] > first["file_bytes_done"]

@@ -14,11 +14,17 @@ image sequences) can name other files or URLs. So, in this order:
    is refused, never resampled at a guess;
 4. at most ``MAX_CONCURRENT_DECODES`` decodes run at once in the process, so parallel uploads cannot multiply the
    peak.
+
+Bytes in no accepted container are refused as :class:`NotAudio`, which says how many there are and, where the
+leading bytes tell cheaply, what they look like instead (text, JSON, HTML, an image, base64 encoded twice...), so a
+caller who sent the wrong file hears which one.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
+import re
 import threading
 from dataclasses import dataclass
 
@@ -37,12 +43,30 @@ ALLOWED_DEMUXERS = frozenset({"wav", "flac", "mp3", "ogg", "mov", "matroska", "a
 #: Decoded length a declared (header) length may exceed the limit by: codec priming and padding, never a second.
 _HEADER_GRACE_S = 1.0
 
+#: The accepted containers as a caller knows them, for messages.
+ACCEPTED_CONTAINERS = "WAV, FLAC, MP3, Ogg, MP4/M4A, WebM/Matroska, AAC, AIFF or CAF"
+
 # Demuxer options: the mov demuxer must never follow data references to other files (off by default; say so).
 _DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0", "use_absolute_path": "0"}}
 
 
 class AudioDecodeError(ValueError):
     """Bytes that are not audio any decoder here will read; the message says why (safe to show)."""
+
+
+class NotAudio(AudioDecodeError):
+    """Bytes in no accepted audio container: ``size`` of them, looking like ``looks_like`` (None when unknown)."""
+
+    def __init__(self, size: int, looks_like: str | None) -> None:
+        self.size = size
+        self.looks_like = looks_like
+        super().__init__(self.describe("is"))
+
+    def describe(self, verb: str) -> str:
+        """The refusal after ``verb`` (``is``; ``decodes to`` for base64): the size, the look, what is accepted."""
+        seems = f" (they look like {self.looks_like})" if self.looks_like else ""
+        return (f"{verb} {self.size} bytes that are not audio in any known format{seems}; the accepted audio "
+                f"containers are {ACCEPTED_CONTAINERS}")
 
 
 class AudioLimitError(AudioDecodeError):
@@ -107,6 +131,56 @@ def _is_adts(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
 
 
+#: Leading bytes of files people send by mistake, and what to call them.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "a PNG image"), (0, b"\xff\xd8\xff", "a JPEG image"), (0, b"GIF87a", "a GIF image"),
+    (0, b"GIF89a", "a GIF image"), (8, b"WEBP", "a WebP image"), (8, b"AVI ", "an AVI video"),
+    (0, b"II*\x00", "a TIFF image"), (0, b"MM\x00*", "a TIFF image"), (0, b"%PDF-", "a PDF document"),
+    (0, b"PK\x03\x04", "a ZIP archive or an Office document"), (0, b"\x1f\x8b", "gzip-compressed data"),
+    (0, b"MThd", "a MIDI file, which holds notes, not recorded sound"), (0, b"\x7fELF", "a program"),
+)
+
+#: Base64 text (lines of it, padded or not; standard or URL-safe alphabet) with both letter cases and a digit, as
+#: encoded data always has and words seldom do.
+_BASE64_TEXT = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9+/\-_]{16,}={0,2}")
+
+
+def describe_content(head: bytes) -> str | None:
+    """What bytes that are not audio look like, from their first few kilobytes: ``a PNG image``, ``JSON``, ``HTML``,
+    ``text``...; None when nothing cheap tells. Only ever used to word a refusal."""
+    for offset, magic, kind in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return kind
+    text = _as_text(head)
+    if text is None:
+        return None
+    start = text.lstrip()[:512].lower()
+    if start.startswith(("{", "[")):
+        return "JSON"
+    if start.startswith("<!doctype html") or "<html" in start:
+        return "HTML"
+    if "<svg" in start:
+        return "an SVG image"
+    if start.startswith("<?xml"):
+        return "XML"
+    if start.startswith("data:") and ";base64," in start:
+        return "a base64 data: URI; was the audio base64-encoded twice?"
+    if _BASE64_TEXT.fullmatch(text.strip().replace("\r", "").replace("\n", "")):
+        return "base64 text; was the audio base64-encoded twice?"
+    return "text"
+
+
+def _as_text(head: bytes) -> str | None:
+    """``head`` as UTF-8 text when it is printable text (a character cut at the end allowed), else None."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False).removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return None
+    if len(text.strip()) < 2 or not all(ch.isprintable() or ch in "\t\n\r\f" for ch in text):
+        return None
+    return text
+
+
 _slots: threading.BoundedSemaphore | None = None
 _slots_lock = threading.Lock()
 
@@ -128,10 +202,10 @@ def decode_mono(data: bytes, rate: int, limits: DecodeLimits,
     """
     if not data:
         raise AudioDecodeError("no audio data")
-    demuxer = sniff_container(bytes(data[:4096]))
+    head = bytes(data[:4096])
+    demuxer = sniff_container(head)
     if demuxer is None:
-        raise AudioDecodeError("is not in an accepted audio container (WAV, FLAC, MP3, Ogg, MP4/M4A, WebM/Matroska, "
-                               "AAC, AIFF or CAF)")
+        raise NotAudio(len(data), describe_content(head))
     with slots if slots is not None else decode_slots():
         return _decode(data, demuxer, rate, limits)
 

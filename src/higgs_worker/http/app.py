@@ -4,11 +4,17 @@ The middleware are plain ASGI (no ``BaseHTTPMiddleware``, which would put stream
 buffer). From the outside in: CORS (when configured; it answers preflights, which carry no key), the security
 headers (:mod:`.security`), request counting, the API key check (headers only), the body gate (:mod:`.limits`:
 which routes take a body, its size, how many at once, its deadline; it reads the body), then the routes.
+
+Every error answers in OpenAI's shape (:func:`error_body`): ``type`` is ``server_error`` for a 5xx (the model not
+ready, the job store down, a GPU fault), ``authentication_error`` for a 401, else ``invalid_request_error``. A JSON
+route sent a body without ``Content-Type: application/json`` answers 415 saying so: the body is not read as JSON
+on a guess, since a browser page may send ``text/plain`` (or no type) cross-origin without asking first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.message
 import logging
 import threading
 import time
@@ -44,6 +50,29 @@ log = logging.getLogger(__name__)
 def error_body(message: str, param: str | None = None, kind: str = "invalid_request_error") -> dict:
     """OpenAI's error shape, which the official clients parse; RunPod-style routes add ``error`` strings."""
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` is JSON, as FastAPI decides whether to read a body as JSON."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _not_json_message(exc: RequestValidationError, content_type: str | None) -> str | None:
+    """The refusal of a body sent as another type to a route that reads JSON, or None when that is not the case.
+
+    FastAPI reads a body as JSON only under a JSON ``Content-Type``; any other leaves it bytes, which fail
+    validation as a whole (``loc`` is just ``body``) however good the JSON in them. Form routes fail on their fields.
+    """
+    if _is_json(content_type) or not any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        return None
+    sent = f"is {content_type.split(';')[0].strip()!r}" if content_type else "is missing"
+    return (f"must be JSON sent with the header `Content-Type: application/json`, and this request's Content-Type "
+            f"{sent} (with curl: --json, or -H 'Content-Type: application/json')")
 
 
 def _validation_message(exc: RequestValidationError, path: str = "") -> tuple[str, str]:
@@ -198,6 +227,9 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        not_json = _not_json_message(exc, request.headers.get("content-type"))
+        if not_json is not None:
+            return JSONResponse(error_body(f"body: {not_json}", "body"), status_code=415)
         field, msg = _validation_message(exc, request.url.path)
         return JSONResponse(error_body(f"{field}: {msg}", field), status_code=400)
 
@@ -220,7 +252,8 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        kind = ("server_error" if exc.status_code >= 500 else "authentication_error" if exc.status_code == 401
+                else "invalid_request_error")
         return JSONResponse(error_body(str(exc.detail), kind=kind), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

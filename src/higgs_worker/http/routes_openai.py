@@ -2,7 +2,8 @@
 
 Every speech request runs within ``SPEECH_TIMEOUT_S`` (then its generation is cancelled: 504 for a whole file, an
 ``error`` event for SSE, a cut stream for audio); ``/v1/audio/speech/captioned`` returns at most
-``MAX_INLINE_BYTES`` of audio inline, as jobs do.
+``MAX_INLINE_BYTES`` of audio inline, as jobs do. While the model is not ready they answer 503 with
+``Retry-After``, saying why: still downloading (with the download's progress), still loading, or failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..core.openai_schema import OpenAISpeech
 from ..core.results import SpeechResult
 from ..core.schema import SpeechRequest
 from ..speech import SpeechService
+from ..weights.progress import current as current_download
+from ..weights.progress import describe as describe_download
 from .streaming import Pipe, StreamedSpeech
 
 log = logging.getLogger(__name__)
@@ -59,13 +62,22 @@ def _timed_out(settings) -> RequestError:
                                  "and was stopped; shorten the input or lower max_new_tokens")
 
 
+def not_ready_reason() -> str:
+    """Why a loading model cannot take work yet: the download in progress (repo, files, bytes, percent, rate, time
+    left) when its weights are being fetched, else that it is loading."""
+    download = current_download()
+    if download is not None:
+        return (f"the model is still downloading ({describe_download(download)}); retry when it is done "
+                "(GET /health shows the progress)")
+    return "the model is still loading; retry shortly (GET /health shows its state)"
+
+
 def _ensure_model(service: SpeechService) -> None:
     holder = service.holder
     if holder.error is not None:
         raise HTTPException(status_code=503, detail=public_error(holder.error))
     if holder.loading:
-        raise HTTPException(status_code=503, detail="the model is still loading; retry shortly",
-                            headers={"Retry-After": "5"})
+        raise HTTPException(status_code=503, detail=not_ready_reason(), headers={"Retry-After": "5"})
 
 
 @router.get("/v1/models", summary="Model names accepted by /v1/audio/speech")
@@ -214,10 +226,9 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
 
     def audio_failed(exc: BaseException) -> None:
         public_error(exc, "speech stream")  # logged with an id; the client sees the stream cut short
-        return None
 
     def sse_delta(data: bytes) -> bytes:
-        event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        event: dict[str, Any] = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
         return f"data: {json.dumps(event)}\n\n".encode()
 
     def sse_done() -> bytes:

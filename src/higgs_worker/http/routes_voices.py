@@ -1,4 +1,8 @@
-"""The voice library: list presets and uploads, upload a voice (multipart), delete an upload."""
+"""The voice library: list presets and uploads, upload a voice (multipart), delete an upload.
+
+A name that is no voice is answered 404 with the voice it was likely meant as (names are case-sensitive: ``Alto``
+is not ``alto``), as speech requests are answered.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,15 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from ..core.errors import RequestError
+from ..voices.library import VoiceLibrary
 
 router = APIRouter(tags=["Voices"])
+
+
+async def _no_voice(voices: VoiceLibrary, name: str) -> HTTPException:
+    """404 for ``name``, which is no voice: with the voice it was likely meant as."""
+    hint = await asyncio.to_thread(voices.did_you_mean, name)
+    return HTTPException(status_code=404, detail=f"no voice {name!r}{hint}")
 
 
 @router.get("/v1/audio/voices", summary="Presets and uploaded voices, with transcript and duration; then the aliases "
@@ -43,15 +54,17 @@ async def upload_voice(request: Request, audio: UploadFile = File(..., descripti
 @router.get("/v1/audio/voices/{name}/audio", summary="A voice's reference recording (WAV), to hear it",
             response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}, 404: {}})
 async def voice_audio(name: str, request: Request) -> FileResponse:
-    wav = await asyncio.to_thread(request.app.state.service.voices.reference_file, name)
+    voices = request.app.state.service.voices
+    wav = await asyncio.to_thread(voices.reference_file, name)
     if wav is None:
-        raise HTTPException(status_code=404, detail=f"no voice {name!r}")
+        raise await _no_voice(voices, name)
     return FileResponse(wav, media_type="audio/wav", headers={"Cache-Control": "private, no-cache"})
 
 
 @router.delete("/v1/audio/voices/{name}", summary="Delete an uploaded voice")
 async def delete_voice(name: str, request: Request) -> dict[str, Any]:
-    deleted = await asyncio.to_thread(request.app.state.service.voices.delete_upload, name)
+    voices = request.app.state.service.voices
+    deleted = await asyncio.to_thread(voices.delete_upload, name)
     if not deleted:
-        raise HTTPException(status_code=404, detail=f"no voice {name!r}")
+        raise await _no_voice(voices, name)
     return {"name": name, "deleted": True}

@@ -3,13 +3,16 @@
 Every reference becomes 24 kHz mono audio plus its transcript; the engine encodes it (once, cached by
 content hash) into the codes the prompt carries. Every clip is decoded through :mod:`higgs_worker.audio.decode`,
 within the request limits, whoever sent it.
+
+Names are case-sensitive (they are file names on disk): a name that is no voice is refused, naming the voices
+available and the one it was likely meant as (the same name in other letter case, or a close spelling), never
+taken for it silently. A value that is no voice but is base64 of something recognisable (text, an image) is refused
+as what it is: bytes that are not audio.
 """
 
 from __future__ import annotations
 
-import binascii
 import os
-import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -21,23 +24,14 @@ import soundfile as sf
 from filelock import FileLock, Timeout
 
 from ..audio import SAMPLE_RATE, AudioDecodeError, AudioLimitError, DecodeLimits, load_model_audio
+from ..audio.decode import NotAudio, describe_content
 from ..core import text
 from ..core.errors import Cancelled, RequestError
 from ..core.safe_fetch import FetchCancelled, FetchRefused, GuardedFetcher
 from ..core.schema import SpeechRequest, is_url, reference_transcript
 from ..core.settings import Settings, get_settings
-
-_DATA_URI = re.compile(r"data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
-
-#: A preset or uploaded voice name, matched whole (``fullmatch``: no trailing newline slips through).
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
-
-#: Base64 characters decoded per step, so a large reference never exists twice as text and bytes.
-_B64_STEP = 4 * 256 * 1024
-
-
-def valid_name(name: str) -> bool:
-    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+from .inline import DATA_URI, b64decode, base64_problem, strict_base64
+from .names import did_you_mean, likely_meant, unknown_voice, valid_name
 
 
 @dataclass(frozen=True)
@@ -154,6 +148,23 @@ class VoiceLibrary:
 
     def names(self) -> list[str]:
         return sorted(self._voices())
+
+    def did_you_mean(self, name: str) -> str:
+        """``; did you mean 'alto'?`` for a name that is no voice here (:func:`did_you_mean`), or ``""``."""
+        return did_you_mean(name, self.names())
+
+    def unknown(self, name: str) -> RequestError:
+        """The refusal of ``name``, which is no voice here: the voice it was likely meant as and those available;
+        or, when it is base64 of something recognisable (text, an image), that it decodes to bytes that are not
+        audio."""
+        names = self.names()
+        raw = None if likely_meant(name, names) else strict_base64(name)
+        looks_like = describe_content(raw) if raw else None
+        if raw is not None and looks_like is not None:
+            not_audio = NotAudio(len(raw), looks_like).describe("it decodes to")
+            return RequestError("ref_audio", f"could not be decoded as audio: {not_audio} (and it is no voice name "
+                                             f"either; available: {', '.join(names) or 'none installed'})")
+        return RequestError("ref_audio", unknown_voice(name, names))
 
     def reference_file(self, name: str) -> Path | None:
         """The WAV file of voice ``name`` as stored (its reference recording), or None when there is no such voice."""
@@ -291,8 +302,7 @@ class VoiceLibrary:
             transcript = _stored_transcript(wav)
             raw = wav.read_bytes()
         except OSError:
-            known = ", ".join(self.names()) or "none installed"
-            raise RequestError("ref_audio", f"unknown voice {name!r}; available: {known}") from None
+            raise self.unknown(name) from None
         ref = Reference(name, transcript, self._load(raw))
         self.cache.put(name, stamp, ref)
         return ref
@@ -300,21 +310,37 @@ class VoiceLibrary:
     def from_base64(self, data: str, transcript: str) -> Reference:
         """Base64 audio (raw or a ``data:`` URI) of any format; size-capped before decoding."""
         data = data.strip()
-        prefix = _DATA_URI.match(data[:512])
+        prefix = DATA_URI.match(data[:512])
         start = prefix.end() if prefix else 0
         approx = (len(data) - start) * 3 // 4 - (len(data) - len(data.rstrip("=")))
         if approx > self.max_bytes:
             raise RequestError("ref_audio", f"decodes to about {approx} bytes; the limit is {self.max_bytes} "
                                             "(MAX_REF_AUDIO_BYTES)")
-        return Reference("inline", transcript, self._load(_b64decode(data, start)))
+        raw = b64decode(data, start)
+        if raw is None:
+            raise self._not_base64(data, start)
+        return Reference("inline", transcript, self._load(raw, decoded=True))
 
-    def _load(self, raw: bytes) -> np.ndarray:
+    def _not_base64(self, data: str, start: int) -> RequestError:
+        """The refusal of ``data``, which is neither a voice name nor valid base64: a short one reads as a mistyped
+        voice name (``Alto.``), so it is answered as one; a long one is told where its base64 breaks."""
+        if not start and len(data) <= 64 and "\n" not in data:
+            return RequestError("ref_audio", unknown_voice(data, self.names(), "a voice name has only letters, "
+                                                           "digits, '_' or '-', and this is not base64 audio either"))
+        return RequestError("ref_audio", f"is neither a known voice name nor valid base64 audio: "
+                                         f"{base64_problem(data, start)}")
+
+    def _load(self, raw: bytes, decoded: bool = False) -> np.ndarray:
+        """``raw`` (``decoded`` from base64, or as sent) as 24 kHz mono, within the limits."""
         if len(raw) > self.max_bytes:
             raise RequestError("ref_audio", f"is {len(raw)} bytes; the limit is {self.max_bytes} (MAX_REF_AUDIO_BYTES)")
         try:
             wave = load_model_audio(raw, self.limits)
         except AudioLimitError as exc:
             raise RequestError("ref_audio", str(exc)) from None
+        except NotAudio as exc:
+            verb = "it decodes to" if decoded else "it is"
+            raise RequestError("ref_audio", f"could not be decoded as audio: {exc.describe(verb)}") from None
         except AudioDecodeError as exc:
             raise RequestError("ref_audio", f"could not be decoded as audio: {exc}") from None
         seconds = len(wave) / SAMPLE_RATE
@@ -358,12 +384,3 @@ def _stored_transcript(wav: Path) -> str:
     return text.clean(wav.with_suffix(".txt").read_text(encoding="utf-8", errors="replace")).strip()
 
 
-def _b64decode(data: str, start: int) -> bytes:
-    """Strict base64 of ``data[start:]``, decoded a step at a time (never a second full-size copy as bytes)."""
-    out = bytearray()
-    try:
-        for pos in range(start, len(data), _B64_STEP):
-            out += binascii.a2b_base64(data[pos:pos + _B64_STEP].encode("ascii"), strict_mode=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise RequestError("ref_audio", "is neither a known voice name nor valid base64 audio") from None
-    return bytes(out)

@@ -5,7 +5,8 @@ measures the rate over the last few seconds. On a terminal (stderr is a TTY) it 
 and the current file, with bytes, rate and time left (``huggingface_hub``'s tqdm, so
 ``HF_HUB_DISABLE_PROGRESS_BARS`` turns them off); otherwise it logs one line every :data:`LOG_EVERY_S` seconds
 and one per finished file. The fetch in progress in this process is readable with :func:`current` (a server that
-fetches on its first start shows it on ``/health`` while the model is not ready).
+fetches on its first start shows it on ``/health`` while the model is not ready, and :func:`describe` words it for
+the routes that refuse work until the model is ready).
 """
 
 from __future__ import annotations
@@ -167,11 +168,7 @@ class DownloadProgress:
                 self._samples.popleft()
 
     def _summary(self) -> str:
-        s = self.snapshot()
-        percent = 100 * s["bytes_done"] / s["bytes"] if s["bytes"] else 100.0
-        rate = "rate unknown" if s["rate_bytes_s"] is None else f"{size_text(s['rate_bytes_s'])}/s"
-        return (f"{s['repo']}: {s['files_done']} of {s['files']} files, {size_text(s['bytes_done'])} of "
-                f"{size_text(s['bytes'])} ({percent:.0f}%), {rate}, {duration_text(s['eta_s'])}")
+        return describe(self.snapshot())
 
     def _log(self) -> None:
         self._last_log = self._clock()
@@ -211,6 +208,17 @@ def waiting(repo: str) -> Iterator[None]:
         with _lock:
             if _current is not None and "waiting" in _current:
                 _current = None
+
+
+def describe(state: dict[str, Any]) -> str:
+    """What :func:`current` answered, in one line: ``org/repo: 3 of 12 files, 2.1 GB of 11.5 GB (18%), 45.2 MB/s,
+    3 min 28 s left``, or, for a wait on another process, the repo and why."""
+    if "waiting" in state:
+        return f"{state['repo']}: {state['waiting']}"
+    percent = 100 * state["bytes_done"] / state["bytes"] if state["bytes"] else 100.0
+    rate = "rate unknown" if state["rate_bytes_s"] is None else f"{size_text(state['rate_bytes_s'])}/s"
+    return (f"{state['repo']}: {state['files_done']} of {state['files']} files, {size_text(state['bytes_done'])} of "
+            f"{size_text(state['bytes'])} ({percent:.0f}%), {rate}, {duration_text(state['eta_s'])}")
 
 
 def current() -> dict[str, Any] | None:
