@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from higgs_worker.http.streaming import Pipe
+from servers import run_coroutine
 
 
 class Endless:
@@ -40,7 +41,7 @@ def test_pieces_arrive_in_order_then_the_end_for_good():
         await pipe.worker
         return got
 
-    assert asyncio.run(main()) == [b"a", b"b", None, None]
+    assert run_coroutine(main()) == [b"a", b"b", None, None]
 
 
 def test_a_failure_of_the_generation_is_raised_on_the_event_loop():
@@ -56,7 +57,7 @@ def test_a_failure_of_the_generation_is_raised_on_the_event_loop():
         assert await pipe.get() is None  # after the failure the pipe is at its end
         return first
 
-    assert asyncio.run(main()) == b"first"
+    assert run_coroutine(main()) == b"first"
 
 
 def test_an_unread_pipe_holds_the_thread_at_size_pieces_and_stop_leaves_cancel_unset():
@@ -70,7 +71,7 @@ def test_an_unread_pipe_holds_the_thread_at_size_pieces_and_stop_leaves_cancel_u
         await pipe.worker
         assert [await pipe.get() for _ in range(size + 1)] == [b"1", b"2", None]
 
-    asyncio.run(main())
+    run_coroutine(main())
     assert source.pulls == size + 1  # the thread waited for room: no piece beyond the one it held
     assert source.closed  # the generation was closed on the thread, not left to garbage collection
     assert not cancel.is_set()  # stopped, not cancelled: that stays the owner's call
@@ -85,5 +86,5 @@ def test_close_cancels_the_generation_and_closes_it():
         pipe.close()
         await pipe.worker
 
-    asyncio.run(main())
+    run_coroutine(main())
     assert cancel.is_set() and source.closed
