@@ -1,7 +1,8 @@
 """A small fake of RunPod's job control plane on 127.0.0.1, speaking the worker loop's wire protocol.
 
 The real ``runpod`` SDK worker polls ``/job-take/<worker>`` (or ``/job-take-batch/``) for jobs, posts results to
-``/job-done/<worker>/<job>`` and stream pieces to ``/job-stream/<worker>/<job>``, and long-polls
+``/job-done/<worker>/<job>`` (progress updates go there too, as ``{"status": "IN_PROGRESS", "output": ...}``,
+and are kept apart from the result) and stream pieces to ``/job-stream/<worker>/<job>``, and long-polls
 ``/job-stop/<worker>`` for cancellations. This server hands out queued jobs and records what comes back.
 """
 
@@ -22,6 +23,8 @@ class FakeRunPod(LoopbackHTTPServer):
         self.queue: deque[dict[str, Any]] = deque()
         self.results: dict[str, dict[str, Any]] = {}
         self.streams: dict[str, list[dict[str, Any]]] = {}
+        self.progress: dict[str, list[Any]] = {}  # each job's progress updates, in arrival order
+        self.posts: list[tuple[str, str]] = []  # (job id, "progress" | "result" | "stream"), in arrival order
         self.taken: list[str] = []
         self.stops: list[str] = []
         self.lock = threading.Lock()
@@ -70,10 +73,15 @@ class FakeRunPod(LoopbackHTTPServer):
                 body = json.loads(self.rfile.read(length) or b"null")
                 job_id = parts[-1]
                 with fake.changed:
-                    if parts[0] == "job-done":
+                    if parts[0] == "job-done" and isinstance(body, dict) and body.get("status") == "IN_PROGRESS":
+                        fake.progress.setdefault(job_id, []).append(body.get("output"))
+                        fake.posts.append((job_id, "progress"))
+                    elif parts[0] == "job-done":
                         fake.results[job_id] = body
+                        fake.posts.append((job_id, "result"))
                     elif parts[0] == "job-stream":
                         fake.streams.setdefault(job_id, []).append(body)
+                        fake.posts.append((job_id, "stream"))
                     fake.changed.notify_all()
                 return self._reply(200, {})
 

@@ -37,7 +37,7 @@ def _synth(args: argparse.Namespace) -> int:
         if args.ref_audio:
             service.check(request)  # a recording that does not decode is refused before anything starts
         _start_log(get_settings())
-        result = service.synthesize(request)
+        result = _speak(service, request, args.progress)
     except RequestError as exc:
         print(f"error: {cli_input.for_options(exc, '--ref-audio' if args.ref_audio else '--voice')}", file=sys.stderr)
         return 2
@@ -51,6 +51,20 @@ def _synth(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps({"out": str(args.out), **result.metadata()}, indent=2))
     return 0
+
+
+def _speak(service, request, mode: str):
+    """``synth``'s generation, with progress: a bar on a terminal, lines every few seconds when asked."""
+    from .speech.progress import ProgressDisplay, Throttled
+
+    bar = sys.stderr.isatty() if mode == "auto" else mode == "bar"
+    if mode == "off" or (mode == "auto" and not bar):
+        return service.synthesize(request)
+    display = ProgressDisplay(bar)
+    try:
+        return service.synthesize(request, progress=display if bar else Throttled(display, 2.0, chunk_ends=True))
+    finally:
+        display.close()
 
 
 def _prompt(args: argparse.Namespace) -> int:
@@ -313,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["wav", "flac", "mp3", "opus", "aac", "pcm"],
                    help="default: the one --out's extension names (.mp3, .ogg/.opus, ...), else wav")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto",
+                   help="how far it has come (chunks, audio seconds, real-time factor) on stderr: auto (a bar on a "
+                        "terminal, nothing otherwise), bar, lines (at each chunk's end and every 2 s), off")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("prompt", help="print each chunk and the exact prompt the model gets for it (no model needed)")

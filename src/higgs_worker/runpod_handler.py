@@ -12,6 +12,10 @@ result too), so this mode is opt-in.
 Before the first job the SDK runs the fitness checks (:mod:`higgs_worker.fitness`) registered here: a worker whose
 GPU, model folders or first generation fail exits non-zero with the reason in ``server.log``.
 
+While a job runs, RunPod's progress updates say how far it has come (chunks done of the plan, audio seconds made;
+``PROGRESS_INTERVAL_S``): ``/status`` shows them as the running job's ``output``. They are sent on the SDK's own loop
+and awaited before the job's result, so a late update can never follow it.
+
 After an unrecoverable GPU error (:class:`~higgs_worker.engine.scheduler.DeviceFault`) this process can never
 generate again: the job answers its error with ``refresh_worker`` (RunPod then replaces the worker), the SDK takes
 no further job, and the process exits non-zero.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +36,49 @@ from .jobs.runner import JobRunner
 from .speech import SpeechService
 
 log = logging.getLogger(__name__)
+
+#: Sends one progress update for a job: ``(job, progress)``.
+ProgressPoster = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+
+async def post_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
+    """What ``runpod.serverless.progress_update`` sends (the job's IN_PROGRESS output), as a coroutine the handler
+    can await: the SDK's own helper fires a thread, which could land after the job's result."""
+    from runpod.http_client import AsyncClientSession
+    from runpod.serverless.modules.rp_http import send_result
+
+    async with AsyncClientSession() as session:
+        await send_result(session, {"status": "IN_PROGRESS", "output": progress}, job)
+
+
+class _Updates:
+    """A job's progress updates, posted in order on the handler's loop from the job's thread."""
+
+    def __init__(self, job: dict[str, Any], post: ProgressPoster | None, loop: asyncio.AbstractEventLoop) -> None:
+        self.job, self.post, self.loop = job, post, loop
+        self.last: asyncio.Future | None = None
+
+    def tell(self, progress: dict[str, Any]) -> None:
+        previous = self.last
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.wrap_future(previous)  # one after another, in the order they were made
+            try:
+                await self.post(self.job, progress)
+            except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the job goes on
+                log.warning("job %s: a progress update failed: %s", self.job.get("id"), exc)
+
+        self.last = asyncio.run_coroutine_threadsafe(send(), self.loop)
+
+    @property
+    def sink(self) -> Callable[[dict[str, Any]], None] | None:
+        return self.tell if self.post is not None else None
+
+    async def drain(self) -> None:
+        """Wait until every update sent so far has landed (before the job's result goes)."""
+        if self.last is not None:
+            await asyncio.wrap_future(self.last)
 
 
 def device_fault(service: SpeechService) -> DeviceFault | None:
@@ -50,9 +97,10 @@ def _refresh(service: SpeechService, output: dict[str, Any], on_fault) -> dict[s
     return {"error": str(fault), "refresh_worker": True}
 
 
-def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None):
+def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None,
+                 progress: ProgressPoster | None = None):
     """The plain async handler: one job in, one output dict (or ``{"error": "..."}``) out. ``on_fault`` is called
-    when a job finds the GPU failed."""
+    when a job finds the GPU failed; ``progress`` (:func:`post_progress` under RunPod) sends progress updates."""
 
     runner = JobRunner(service)
 
@@ -61,9 +109,11 @@ def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = N
             return _refresh(service, {}, on_fault)
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
+        updates = _Updates(job, progress, loop)
         try:
-            output = await loop.run_in_executor(executor, runner.run_job, job.get("input"), cancel, None,
-                                                job.get("id"))
+            output = await loop.run_in_executor(executor, lambda: runner.run_job(
+                job.get("input"), cancel, None, job.get("id"), progress=updates.sink))
+            await updates.drain()
         except asyncio.CancelledError:
             cancel.set()  # the SDK cancelled the job (cancel request or timeout): stop at the next step
             raise
@@ -76,10 +126,11 @@ def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = N
     return handler
 
 
-def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None):
+def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | None = None, on_fault=None,
+                        progress: ProgressPoster | None = None):
     """The async-generator handler: stream pieces for ``stream: true`` jobs, one output otherwise. The SDK keeps
     only a generator's error text, so ``on_fault`` (which sets the SDK's ``refresh_worker``) carries a device
-    fault."""
+    fault; ``progress`` as for :func:`make_handler`."""
 
     runner = JobRunner(service)
 
@@ -91,13 +142,15 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         end = object()
+        updates = _Updates(job, progress, loop)
 
         def emit(piece: dict[str, Any]) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
 
         def run() -> None:
             try:
-                result = runner.run_job(job.get("input"), cancel, emit, job.get("id"))
+                result = runner.run_job(job.get("input"), cancel, emit, job.get("id"), progress=updates.sink)
+                asyncio.run_coroutine_threadsafe(updates.drain(), loop).result()
             except Cancelled:
                 result = {"error": "cancelled"}
             except Exception as exc:  # noqa: BLE001
@@ -142,9 +195,10 @@ def start(settings: Settings) -> int:
         config["refresh_worker"] = True  # read by the SDK after each job: it stops the worker loop
 
     if settings.runpod_stream_handler:
-        config.update(handler=make_stream_handler(service, executor, on_fault), return_aggregate_stream=True)
+        config.update(handler=make_stream_handler(service, executor, on_fault, post_progress),
+                      return_aggregate_stream=True)
     else:
-        config["handler"] = make_handler(service, executor, on_fault)
+        config["handler"] = make_handler(service, executor, on_fault, post_progress)
     runpod.serverless.start(config)
     if device_fault(service) is not None:
         log.critical("worker stopped after an unrecoverable GPU error: %s", device_fault(service))

@@ -46,6 +46,24 @@ def test_synth_with_a_preset_voice_to_mp3(tmp_path, tiny_model_dir, voices_dir):
         assert container.streams.audio[0].codec_context.sample_rate == 24000
 
 
+
+@pytest.mark.parametrize("mode", ["lines", "bar"])
+def test_synth_shows_its_progress_on_stderr(tmp_path, tiny_model_dir, mode):
+    env = {"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer")}
+    text = tmp_path / "long.txt"
+    text.write_text(" ".join(f"word{i}" for i in range(450)))  # three chunks of at most 200 words
+    proc = run(["synth", "--text-file", str(text), "--chunk-method", "word", "--max-new-tokens", "12", "--seed", "1",
+                "--progress", mode, "--out", str(tmp_path / "long.wav")], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["chunks"] == 3
+    if mode == "lines":
+        for n in (1, 2, 3):  # each chunk's end has its line
+            assert f"chunk {n} of 3 ({n} done), " in proc.stderr
+        assert "s of audio, real-time factor" in proc.stderr
+    else:
+        assert "speaking" in proc.stderr and "3/3" in proc.stderr and "s of audio" in proc.stderr
+
+
 def test_bad_input_exits_2_naming_the_field(tmp_path, tiny_model_dir):
     env = {"MODEL_PATH": str(tiny_model_dir / "model"), "TOKENIZER_PATH": str(tiny_model_dir / "tokenizer")}
     proc = run(["synth", "--text", "hi", "--temperature", "-1", "--out", str(tmp_path / "x.wav")], env, tmp_path)

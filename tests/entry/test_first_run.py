@@ -15,6 +15,7 @@ import pytest
 
 from higgs_worker.core import settings as settings_module
 from higgs_worker.core.settings import Settings
+from readme_examples import first_screen_curl_body
 from servers import Server
 
 NOBODY = 65534
@@ -116,5 +117,8 @@ def test_demo_server_offline_lists_voices_and_speaks_with_one(tmp_path):
                                                                 "input": "Demo voice.", "response_format": "wav",
                                                                 "max_new_tokens": 20}, timeout=120)
         assert speech.status_code == 200 and speech.content[:4] == b"RIFF"
+        # the README's first-screen example, as written, works on this fresh offline demo server
+        example = httpx.post(f"{srv.url}/v1/audio/speech", json=first_screen_curl_body(), timeout=120)
+        assert example.status_code == 200 and example.content[:4] == b"RIFF", example.text
     finally:
         srv.stop()

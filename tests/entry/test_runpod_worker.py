@@ -88,6 +88,34 @@ def test_streamed_job_posts_pieces(model_env, tmp_path):
     assert result["output"][-1] == meta  # yield in order, the whole audio and then the metadata
 
 
+
+LONG_JOB = {"transcript": " ".join(f"word{i}" for i in range(24)), "chunk_method": "word", "chunk_max_word_num": 4,
+            **SMALL}
+
+
+@pytest.mark.parametrize("stream_handler", [False, True])
+def test_a_running_job_sends_progress_updates_before_its_result(model_env, tmp_path, stream_handler):
+    job = {**LONG_JOB, "stream": stream_handler, "format": "pcm" if stream_handler else "wav"}
+    with FakeRunPod() as plane:
+        plane.add_job("job-long", job)
+        proc = worker({**model_env, **plane.worker_env(), "PROGRESS_INTERVAL_S": "0.2",
+                       "RUNPOD_STREAM_HANDLER": "true" if stream_handler else "false"}, tmp_path)
+        try:
+            result = plane.wait_results(["job-long"])["job-long"]
+        finally:
+            stop(proc)
+        updates, posts = plane.progress.get("job-long", []), [kind for _, kind in plane.posts]
+    assert updates, "no progress update came"
+    assert posts[-1] == "result" and posts.count("result") == 1  # every update landed before the result
+    chunks = 6
+    assert {u["chunks_total"] for u in updates} == {chunks} and all(u["chunks_done"] < chunks for u in updates)
+    done = [u["chunks_done"] for u in updates]
+    audio = [u["audio_seconds"] for u in updates]
+    assert done == sorted(done) and audio == sorted(audio)
+    output = result["output"][-1] if stream_handler else result["output"]
+    assert output["chunks"] == chunks and "error" not in output
+
+
 def test_fitness_check_fails_a_broken_model_folder_before_any_job(model_env, tmp_path):
     import shutil
 

@@ -231,7 +231,13 @@ def wait_kept(page, n: int) -> None:
 def test_stop_keeps_the_audio_made_so_far_as_a_take(studio, server):
     page = studio.page
     start_long_generation(studio)
+    # long text: the chunk being generated, of how many, in words and as a bar
+    page.wait_for_function("() => /^Chunk \\d+ of 50\\. /.test(document.querySelector('#progress').textContent)")
+    bar = page.locator("#chunk-bar")
+    assert bar.is_visible() and bar.get_attribute("aria-valuetext").endswith("of 50")
+    assert page.evaluate("document.querySelector('#chunk-bar').max") == 50
     studio.button("Stop").click()
+    bar.wait_for(state="hidden")
     take = page.locator("#take-1")
     take.locator("audio[src]").wait_for(state="attached")
     assert take.get_attribute("data-status") == "stopped" and "stopped before the end" in take.inner_text()

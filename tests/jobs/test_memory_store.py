@@ -332,3 +332,26 @@ def test_jobs_belong_to_their_tenant():
     assert store.purge_queue("tenant-a") == 1 and mine.status == CANCELLED
     release.set()
     store.shutdown()
+
+
+def test_a_running_job_shows_its_progress_as_output_until_it_ends():
+    reported, release = threading.Event(), threading.Event()
+    stores: list[JobStore] = []
+
+    def work(job, emit):
+        stores[0].report(job, {"chunks_done": 1, "chunks_total": 3})
+        reported.set()
+        release.wait(30)
+        return {"audio": "done"}
+
+    store = make_store(work, workers=1)
+    stores.append(store)
+    job = store.submit({})
+    assert reported.wait(30)
+    view = job.view()
+    assert view["status"] == "IN_PROGRESS" and view["output"] == {"chunks_done": 1, "chunks_total": 3}
+    release.set()
+    finished(store, job)
+    store.report(job, {"chunks_done": 9})  # too late: ignored
+    assert job.view()["output"] == {"audio": "done"} and job.status == COMPLETED
+    store.shutdown()

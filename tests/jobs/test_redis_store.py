@@ -494,3 +494,34 @@ def test_bench_replicas_reports_throughput_and_no_lost_jobs(tmp_path, tiny_model
     result = json.loads(out.read_text())
     assert result["lost_jobs"] == 0 and result["jobs_per_s_one"] > 0 and result["jobs_per_s_2"] > 0
     assert len(result["jobs_by_replica"]) == 2
+
+
+def test_a_running_jobs_progress_is_read_on_any_replica_and_gone_once_it_ends(redis_server):
+    reported, release = threading.Event(), threading.Event()
+    stores = []
+
+    def work(job, emit):
+        stores[0].report(job, {"chunks_done": 2, "chunks_total": 5})
+        reported.set()
+        release.wait(30)
+        return {"ok": True}
+
+    runner = make_store(redis_server.url, work, workers=1)
+    stores.append(runner)
+    front = make_store(redis_server.url, lambda job, emit: pytest.fail("front takes nothing"), workers=1)
+    front._stop.set()  # a replica with no room: it answers routes only
+    front._taker.join(5)
+    try:
+        job_id = front.submit({}).id
+        assert reported.wait(30)
+        view = front.get(job_id).view()
+        assert view["status"] == "IN_PROGRESS" and view["output"] == {"chunks_done": 2, "chunks_total": 5}
+        front.report(front.get(job_id), {"chunks_done": 4})  # a replica that does not hold the job: ignored
+        assert front.get(job_id).view()["output"]["chunks_done"] == 2
+        release.set()
+        done = final(front, job_id)
+        assert done.status == COMPLETED and done.view()["output"] == {"ok": True} and done.progress is None
+    finally:
+        release.set()
+        runner.shutdown()
+        front.shutdown()

@@ -25,3 +25,15 @@ def test_every_response_header_the_server_sets_is_in_the_readme():
     assert {"X-Seed", "X-Generation-Time", "X-Engine-Time"} <= set_in_code  # the scan sees the headers
     text = README.read_text(encoding="utf-8")
     assert sorted(h for h in set_in_code if f"`{h}" not in text) == []
+
+
+def test_the_first_commands_name_the_lock_file_the_setup_uses():
+    import re
+
+    head = README.read_text(encoding="utf-8")[:1500]
+    named = re.search(r"creates \.venv from (requirements[\w-]*\.lock)", head)
+    assert named, "the first command says which lock file it installs"
+    setup = (README.parent / "scripts" / "setup-dev.sh").read_text(encoding="utf-8")
+    assert re.search(rf"uv pip sync .*{re.escape(named.group(1))}", setup), named.group(1)
+    assert (README.parent / named.group(1)).is_file()
+

@@ -149,6 +149,7 @@ class Settings(BaseSettings):
     job_store: str = Field("memory", description="Where `/run` jobs live: `memory` (this process only) or a `redis://` / `rediss://` URL (Redis 7 or Valkey), so replicas share jobs, queue, streams and cancels.")
     job_lease_s: float = Field(30.0, ge=1, le=3600, description="`JOB_STORE=redis://…`: a running job's lease, renewed by its replica's heartbeat; when it lapses (the replica died) another replica runs the job again.")
     job_max_attempts: int = Field(3, ge=1, le=100, description="`JOB_STORE=redis://…`: most times a job is started after replicas died running it; then it ends FAILED with the reason.")
+    progress_interval_s: float = Field(2.0, ge=0.2, le=600, description="How often a running job says how far it has come (chunks done of the plan, audio seconds made): its `/status` output while IN_PROGRESS, and RunPod's progress updates. The first report comes as the first chunk ends (or after a second of it), then at most one per interval.")
     runsync_wait_s: float = Field(90.0, gt=0, description="Default time `/runsync` waits before answering IN_PROGRESS with the job id.")
     webhook_retries: int = Field(2, ge=0, le=10, description="Further attempts to deliver a job's `webhook` after an answer other than 200 (or no answer), as RunPod does.")
     webhook_retry_delay_s: float = Field(10.0, ge=0, le=600, description="Seconds between `webhook` delivery attempts.")

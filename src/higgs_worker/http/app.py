@@ -149,7 +149,8 @@ def create_app(settings: Settings | None = None, service: SpeechService | None =
 
     def work(job: Job, emit) -> dict:
         queued = (job.started or time.time()) - job.created
-        output = runner.run_job(job.input, job.cancel, emit, job_id=job.id, queued_s=queued)
+        output = runner.run_job(job.input, job.cancel, emit, job_id=job.id, queued_s=queued,
+                                progress=lambda done: app.state.jobs.report(job, done))
         if "error" not in output:
             metrics.observe_result(output.get("duration_s", 0.0), output.get("generation_s", 0.0),
                                    output.get("timings", {}).get("first_audio"))

@@ -229,6 +229,9 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
 
     def sse_delta(data: bytes) -> bytes:
         event: dict[str, Any] = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+        where = stream.progress()
+        if where.chunks_total and where.chunks_total > 1:  # long text: the chunk being generated, of how many
+            event.update(chunk=where.chunk, chunks=where.chunks_total, chunks_done=where.chunks_done)
         return f"data: {json.dumps(event)}\n\n".encode()
 
     def sse_done() -> bytes:

@@ -236,6 +236,7 @@ class JobStore:
                 return
             job.status = IN_PROGRESS
             job.started = time.time()
+            job.progress = None  # a retried job starts again from nothing
             job.last_read = time.monotonic()
             self._running += 1
         self._on_change()
@@ -267,6 +268,12 @@ class JobStore:
         finally:
             timer.cancel()
             self._on_change()
+
+    def report(self, job: Job, progress: dict[str, Any]) -> None:
+        """How far a running job has come; ignored once it has ended."""
+        with self._cond:
+            if job.status == IN_PROGRESS:
+                job.progress = progress
 
     def _time_out(self, job: Job) -> None:
         job.timed_out = True

@@ -49,7 +49,7 @@ local function finish(id, status, output, err, retention_ms, retain_max, retain_
   local keep = (status == 'FAILED' or status == 'TIMED_OUT') and redis.call('HEXISTS', J, 'input') == 1
   if not keep then redis.call('HDEL', J, 'input') end
   redis.call('HSET', J, 'status', status, 'ended', now)
-  redis.call('HDEL', J, 'owner', 'cancel')
+  redis.call('HDEL', J, 'owner', 'cancel', 'progress')
   if output ~= '' then redis.call('HSET', J, 'output', output) end
   if err ~= '' then redis.call('HSET', J, 'error', err) end
   if status == 'COMPLETED' then
@@ -151,6 +151,7 @@ while true do
     local attempt = redis.call('HINCRBY', J, 'attempts', 1)
     redis.call('HSET', J, 'status', 'IN_PROGRESS', 'started', now, 'owner', ARGV[2], 'worker', ARGV[2],
                'read_at', now)
+    redis.call('HDEL', J, 'progress')
     redis.call('ZADD', P .. 'running', now + tonumber(ARGV[3]), id)
     return {id, attempt, redis.call('HGET', J, 'input') or 'null'}
   end
@@ -306,6 +307,16 @@ redis.call('HINCRBY', J, 'stream_bytes', #ARGV[5])
 return {1}
 """
 
+# ARGV: P, id, owner, attempt, progress. Returns 1 when written: only the replica holding this attempt of a running
+# job may say how far it has come.
+_PROGRESS = _COMMON + r"""
+local J = P .. 'job:' .. ARGV[2]
+local f = redis.call('HMGET', J, 'owner', 'attempts', 'status')
+if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] or f[3] ~= 'IN_PROGRESS' then return 0 end
+redis.call('HSET', J, 'progress', ARGV[5])
+return 1
+"""
+
 #: Each atomic operation of the store, by name: the Lua source run with ``EVALSHA``.
 SCRIPTS: dict[str, str] = {
     "submit": _SUBMIT,
@@ -318,4 +329,5 @@ SCRIPTS: dict[str, str] = {
     "retry": _RETRY,
     "take_stream": _TAKE_STREAM,
     "append": _APPEND,
+    "progress": _PROGRESS,
 }

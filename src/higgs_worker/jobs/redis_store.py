@@ -44,7 +44,7 @@ from .state import (CANCELLED, COMPLETED, FAILED, FINAL, IN_PROGRESS, IN_QUEUE, 
 log = logging.getLogger(__name__)
 
 _FIELDS = ("status", "created", "started", "ended", "output", "error", "retries", "input_size", "timeout_s",
-           "expires", "stream_sent", "size", "worker", "tenant")
+           "expires", "stream_sent", "size", "worker", "tenant", "progress")
 
 
 def _num(value: bytes | None) -> float | None:
@@ -221,6 +221,7 @@ class RedisJobStore:
         job.size = int(rec["size"] or 0)
         job.worker = None if rec["worker"] is None else rec["worker"].decode()
         job.tenant = None if rec["tenant"] is None else rec["tenant"].decode()
+        job.progress = None if rec["progress"] is None else json.loads(rec["progress"])
         if status in FINAL:
             job.done.set()
         return visible(job, tenant)
@@ -437,6 +438,18 @@ class RedisJobStore:
                               job.id, status)
                     return False
                 time.sleep(0.5)
+
+    def report(self, job: Job, progress: dict[str, Any]) -> None:
+        """How far a running job has come, written while this replica holds it; a report Redis misses is
+        dropped (the next one carries the same and more)."""
+        with self._lock:
+            held = self._local.get(job.id)
+        if held is None:
+            return
+        try:
+            self._scripts["progress"](args=[self.prefix, job.id, self.owner, held[1], json.dumps(progress)])
+        except redis.RedisError as exc:
+            self._unreachable(f"reporting progress of job {job.id}", exc)
 
     def _time_out(self, job: Job) -> None:
         job.timed_out = True

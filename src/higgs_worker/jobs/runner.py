@@ -18,6 +18,7 @@ from ..audio import MEDIA_TYPES
 from ..core.errors import Cancelled, RequestError, StorageError, public_error
 from ..core.results import SpeechResult
 from ..speech import SpeechService
+from ..speech.progress import Progress, Throttled
 from .request import JobRequest
 from .storage import Storage
 
@@ -42,18 +43,22 @@ class JobRunner:
 
     def run_job(self, job_input: Any, cancel: threading.Event | None = None,
                 emit: Callable[[dict[str, Any]], None] | None = None, job_id: str | None = None,
-                queued_s: float | None = None) -> dict[str, Any]:
+                queued_s: float | None = None,
+                progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """A RunPod-style job: input dict (or a parsed :class:`JobRequest`) in, output dict out;
         ``{"error": "..."}`` for anything refused or failed, in words a caller may see (:func:`public_error`).
+        ``progress`` hears how far the job has come (:meth:`~higgs_worker.speech.progress.Progress.as_dict`) at
+        most every ``PROGRESS_INTERVAL_S`` while it runs (its output says the end).
 
         :class:`Cancelled`, and any error once ``cancel`` is set, propagate so the caller can record why it stopped.
         """
         try:
             request = job_input if isinstance(job_input, JobRequest) else JobRequest.parse(job_input)
+            told = self._progress_sink(progress)
             if request.stream and emit is not None:
-                output = self._run_streamed(request, cancel, emit)
+                output = self._run_streamed(request, cancel, emit, told)
             else:
-                output = self.deliver(self.service.synthesize(request, cancel), request, job_id)
+                output = self.deliver(self.service.synthesize(request, cancel, told), request, job_id)
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - a job answers with an error, never a crash
@@ -63,6 +68,16 @@ class JobRunner:
         if queued_s is not None:
             output.setdefault("timings", {})["queue"] = round(queued_s, 4)
         return output
+
+    def _progress_sink(self, progress: Callable[[dict[str, Any]], None] | None) -> Throttled | None:
+        if progress is None:
+            return None
+
+        def tell(report: Progress) -> None:
+            if report.chunks_total is None or report.chunks_done < report.chunks_total:  # the end says itself
+                progress(report.as_dict())
+
+        return Throttled(tell, self.settings.progress_interval_s)
 
     def deliver(self, result: SpeechResult, request: JobRequest, job_id: str | None) -> dict[str, Any]:
         """Inline base64 when it fits, S3 when asked or when too large for inline and a bucket is configured."""
@@ -112,7 +127,7 @@ class JobRunner:
                 output["s3"][name] = {"key": uploaded.key, "url": uploaded.url, "presigned_url": uploaded.presigned_url}
 
     def _run_streamed(self, request: JobRequest, cancel: threading.Event | None,
-                      emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                      emit: Callable[[dict[str, Any]], None], progress: Throttled | None) -> dict[str, Any]:
         """Emit the encoded audio in pieces of at most ``STREAM_CHUNK_BYTES``; return the metadata."""
         stream = self.service.synthesize_stream(request, cancel)
         limit = self.settings.stream_chunk_bytes
@@ -122,6 +137,8 @@ class JobRunner:
                 emit({"chunk_index": index, "format": request.format,
                       "audio_base64": base64.b64encode(data[start:start + limit]).decode("ascii")})
                 index += 1
+            if progress is not None:
+                progress(stream.progress())
         output = stream.metadata()
         output["stream_chunks"] = index
         return output

@@ -71,6 +71,7 @@ class Job:
     retries: int = 0
     worker: str | None = None  # shared stores: the replica that ran it last (RunPod's ``workerId``)
     tenant: str | None = None  # who may see it (a digest of the API key that made it); None: anyone
+    progress: dict[str, Any] | None = None  # how far a running job has come (speech.progress.Progress.as_dict)
 
     def view(self, output: bool = True) -> dict[str, Any]:
         """The job as RunPod's ``/status`` shows it; without ``output``, what is left once the output is set aside
@@ -82,6 +83,8 @@ class Job:
             out["executionTime"] = int((self.ended - self.started) * 1000)
         if self.status == COMPLETED and output:
             out["output"] = self.output
+        elif self.status == IN_PROGRESS and self.progress:
+            out["output"] = self.progress  # as RunPod shows a running job's progress updates
         if self.error is not None:
             out["error"] = self.error
         if self.worker is not None:
@@ -116,6 +119,8 @@ class JobStoreAPI(Protocol):
 
     ``tenant`` (a digest of the caller's API key, or None when keys are one tenant) owns the jobs it submits:
     lookups, cancels, retries and purges with another tenant act as if the job did not exist.
+
+    ``report`` is the running job's side: how far it has come, shown as its ``output`` while it is IN_PROGRESS.
     """
 
     shared: bool
@@ -131,6 +136,7 @@ class JobStoreAPI(Protocol):
     def cancel(self, job_id: str, tenant: str | None = None) -> Job | None: ...
     def purge_queue(self, tenant: str | None = None) -> int: ...
     def take_stream(self, job: Job) -> list[Any]: ...
+    def report(self, job: Job, progress: dict[str, Any]) -> None: ...
     def counts(self) -> dict[str, dict[str, int]]: ...
     def queue_depth(self) -> int: ...
     def retained(self) -> tuple[int, int]: ...

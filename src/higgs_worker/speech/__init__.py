@@ -1,8 +1,9 @@
 """The one path from a :class:`~higgs_worker.core.schema.SpeechRequest` to audio.
 
-* :mod:`.service`: :class:`~.service.SpeechService` (``plan``, ``check``, ``synthesize``, ``synthesize_stream``)
-  and :class:`~.service.SpeechStream` (the same speech as waveform pieces while it is generated):
+* :mod:`.service`: :class:`~.service.SpeechService` (``plan``, ``check``, ``synthesize``, ``synthesize_stream``):
   chunks, voices, generation, the speech check, word times, saving a voice.
+* :mod:`.stream`: :class:`~.stream.SpeechStream`, the same speech as waveform pieces while it is generated.
+* :mod:`.progress`: how far a running request has come (chunks done of the plan, audio made).
 * :mod:`.record`: what one request cost and made, behind every result's metadata.
 * :mod:`.budget`: one request's share: prompt positions per chunk, frames per chunk.
 * :mod:`.session`: realtime sessions: text arriving in pieces spoken as it comes, one voice across a turn.
@@ -19,6 +20,7 @@ May import: ``engine``, ``asr``, ``audio``, ``voices``, ``weights`` and ``core``
 
 from __future__ import annotations
 
-from .service import SpeechService, SpeechStream
+from .service import SpeechService
+from .stream import SpeechStream
 
 __all__ = ["SpeechService", "SpeechStream"]

@@ -10,6 +10,7 @@ import torch
 
 from ..core.results import SpeechResult, Usage
 from . import quality
+from .progress import Progress
 
 
 @dataclass
@@ -18,7 +19,9 @@ class Record:
 
     seed: int
     started: float
-    chunks: int = 0
+    chunks: int = 0  # chunks started
+    chunks_done: int = 0  # chunks whose audio is complete
+    chunks_total: int | None = None  # the plan's chunks (None while text still arrives)
     frames: int = 0
     generation_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
@@ -57,6 +60,11 @@ class Record:
         if self.save_voice_error:
             out["save_voice_error"] = self.save_voice_error
         return out
+
+    def progress(self, frame_rate: float, frames_under_way: int = 0) -> Progress:
+        """How far the request has come, ``frames_under_way`` of the chunk being generated included."""
+        return Progress(self.chunks_done, self.chunks_total, self.chunks, (self.frames + frames_under_way) / frame_rate,
+                        time.perf_counter() - self.started)
 
     def result(self, wave, sample_rate: int, fmt: str, encoded: bytes) -> SpeechResult:
         self.timings["total"] = time.perf_counter() - self.started

@@ -7,9 +7,7 @@ Every entry point (CLI, RunPod handler, HTTP routes, and the job runner below th
 
 from __future__ import annotations
 
-import itertools
 import logging
-import queue
 import secrets
 import threading
 import time
@@ -32,7 +30,6 @@ from ..core.settings import Settings
 from ..engine import AudioTurn, Engine, EngineHolder, Sampling, build_context, load_model
 from ..engine.prompt import resolve_scene
 from ..engine.scheduler import Job
-from ..engine.streaming import StreamDecoder, stream_job
 from ..voices import VoiceLibrary
 from ..voices.aliases import VoiceAliases
 from ..weights.demo import ensure_demo_model
@@ -41,13 +38,17 @@ from ..weights.policy import asr_load_wanted
 from . import quality
 from .budget import check_references, chunk_frames, fit_history
 from .lexicon import Lexicon
+from .progress import ProgressSink
 from .recognition import build_recognizer
 from .record import Record
 from .saving import save_voice
+from .stream import SpeechStream
 from .timing import timed_words
 from .voice_check import VoiceChecks
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 1.0  # a report at least this often while a chunk is generated, when asked for
 
 
 def engine_factory(settings: Settings):
@@ -140,16 +141,17 @@ class SpeechService:
             check_references(request._references, self.settings.max_prompt_tokens)
         return request._references
 
-    def _chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: Record,
+    def chunk_jobs(self, request: SpeechRequest, cancel: threading.Event | None, record: Record,
                     on_frame: Callable[[torch.Tensor], None] | None = None,
                     on_accept: Callable[[torch.Tensor], None] | None = None,
-                    segments: Iterable[str] | None = None) -> Iterator[Job]:
+                    segments: Iterable[str] | None = None, progress: ProgressSink | None = None) -> Iterator[Job]:
         """Start each chunk's generation in turn and yield its job; when resumed, collect its codes.
 
         The caller may watch the job's frames (``on_frame``) before resuming; the next chunk's prompt carries the
         previous chunks' codes, so chunks run one after another. With ``verify`` each chunk is heard and may be
         generated again; ``on_accept`` gets the plain codes each chunk finally keeps. ``segments`` (normalised text
-        that arrives in pieces, possibly blocking for each) replaces the request's own planned chunks.
+        that arrives in pieces, possibly blocking for each) replaces the request's own planned chunks. ``progress``
+        hears at each chunk's end, and every ``PROGRESS_EVERY_S`` while one is generated.
         """
         spec = request.verify_spec(self.settings.verify_max_wer, self.settings.verify_max_attempts)
         if segments is None:
@@ -157,6 +159,7 @@ class SpeechService:
             speakers = text.speaker_tags(normalised)
         else:
             chunks, speakers = segments, []
+        record.chunks_total = len(chunks) if isinstance(chunks, list) else None
         references = self._references(request, cancel)
 
         t = time.perf_counter()
@@ -184,6 +187,8 @@ class SpeechService:
             retry_budget += self.settings.verify_max_frames_ratio * sampling.max_new_tokens  # checks' frame budget
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
+            while progress is not None and not job.done.wait(PROGRESS_EVERY_S):
+                progress(record.progress(engine.frame_rate, len(job.frames)))
             result = self._count(record, engine.finish(job))
             if spec is not None:
                 prompt = context.prompt(chunk, kept)
@@ -208,6 +213,9 @@ class SpeechService:
                 record.truncated_chunks.append(index)
                 record.usage.truncated = True
             history.append(AudioTurn(chunk, result.codes))
+            record.chunks_done = index + 1
+            if progress is not None:
+                progress(record.progress(engine.frame_rate))
         if record.truncated_chunks:
             log.warning("%d of %d chunk(s) reached max_new_tokens (%d frames) before the end of their audio, so the "
                         "speech is cut there (chunks %s); raise max_new_tokens or lower chunk_max_word_num",
@@ -256,22 +264,24 @@ class SpeechService:
             raise RequestError(field_name, "needs speech recognition, which is off on this server (ASR=off, or no "
                                            "model in ASR_PATH)")
 
-    def _timed_words(self, wave: np.ndarray, sample_rate: int, request: SpeechRequest, record: Record) -> None:
+    def word_times(self, wave: np.ndarray, sample_rate: int, request: SpeechRequest, record: Record) -> None:
         if request.timestamps is not None or request.captions is not None:  # in the words the user wrote
             timed_words(self.recognizer, wave, sample_rate, request, record)
 
     def loudness_target(self, request: SpeechRequest) -> float | None:
         return request.loudness if request.loudness is not None else self.settings.loudness_target_lufs
 
-    def _record(self, request: SpeechRequest) -> Record:
+    def new_record(self, request: SpeechRequest) -> Record:
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         return Record(seed=seed, started=time.perf_counter(), warnings=text.tag_warnings(request.transcript))
 
-    def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechResult:
-        """Generate the whole utterance, chunk by chunk, and encode it in the requested format."""
-        record = self._record(request)
+    def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None,
+                   progress: ProgressSink | None = None) -> SpeechResult:
+        """Generate the whole utterance, chunk by chunk, and encode it in the requested format; ``progress``
+        hears how far it has come while the chunks are generated."""
+        record = self.new_record(request)
         self.check(request, cancel)  # refuse bad text, voices and names before the model runs
-        for _job in self._chunk_jobs(request, cancel, record):
+        for _job in self.chunk_jobs(request, cancel, record, progress=progress):
             pass
         engine = self.engine
         t = time.perf_counter()
@@ -285,7 +295,7 @@ class SpeechService:
             record.trimmed_s = (len(wave) - len(kept)) / engine.sample_rate
             wave = kept
         if request.save_voice:
-            self._save_voice(request, wave, engine.sample_rate, record)
+            self.save_generated(request, wave, engine.sample_rate, record)
         if request.speed != 1.0:
             t = time.perf_counter()
             wave = tempo.stretch(wave, engine.sample_rate, request.speed)
@@ -294,13 +304,13 @@ class SpeechService:
         wave, record.loudness = loudness.normalize(wave, engine.sample_rate, self.loudness_target(request),
                                                    self.settings.loudness_true_peak_dbtp)
         record.timings["loudness"] = time.perf_counter() - t
-        self._timed_words(wave, engine.sample_rate, request, record)
+        self.word_times(wave, engine.sample_rate, request, record)
         t = time.perf_counter()
         encoded = audio.encode(wave, request.format, engine.sample_rate)
         record.timings["encode"] = time.perf_counter() - t
         return record.result(wave, engine.sample_rate, request.format, encoded)
 
-    def _save_voice(self, request: SpeechRequest, wave: np.ndarray, sample_rate: int, record: Record) -> None:
+    def save_generated(self, request: SpeechRequest, wave: np.ndarray, sample_rate: int, record: Record) -> None:
         save_voice(self.voices, request.save_voice or "", self.plan(request)[0], wave, sample_rate, record)
 
     def synthesize_stream(self, request: SpeechRequest, cancel: threading.Event | None = None) -> SpeechStream:
@@ -322,98 +332,3 @@ class SpeechService:
         format, and its own text is not spoken."""
         self.check_voices(request, cancel)
         return SpeechStream(self, request, cancel, segments)
-
-
-class SpeechStream:
-    """Iterate for float32 waveform pieces; afterwards :meth:`metadata` says what was made.
-
-    Pieces come from incremental codec decoding, so their concatenation equals the non-streamed waveform
-    within the tolerance stated in :mod:`higgs_worker.engine.streaming`.
-    """
-
-    def __init__(self, service: SpeechService, request: SpeechRequest, cancel: threading.Event | None,
-                 segments: Iterable[str] | None = None) -> None:
-        self.request = request
-        self._segments = segments
-        self.sample_rate = 0
-        self._service = service
-        self._cancel = cancel
-        self._record = service._record(request)
-        self.samples = 0
-        self._sent: list[np.ndarray] = []
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        engine = self._service.engine
-        self.sample_rate = engine.sample_rate
-        decoder = StreamDecoder(engine.stream_decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
-        record = self._record
-        stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
-        refs = self.request._references or []  # one constant gain, from the reference and the first second
-        self._level = loudness.StreamLeveller(engine.sample_rate, self._service.loudness_target(self.request),
-                                              self._service.settings.loudness_true_peak_dbtp,
-                                              np.concatenate([r.wave for r in refs]) if refs else None)
-        natural: list[np.ndarray] = []  # the unstretched audio, kept only to save it as a voice
-        for piece in self._pieces(engine, decoder, record):
-            if self.request.save_voice:
-                natural.append(piece)
-            yield from self._emit(stretcher.feed(piece))
-        tail = decoder.flush()
-        if self.request.save_voice:
-            natural.append(tail)
-            self._service._save_voice(self.request, np.concatenate(natural), engine.sample_rate, record)
-        yield from self._emit(stretcher.feed(tail))
-        yield from self._emit(stretcher.close(), last=True)
-        record.loudness = self._level.report()
-        if self._sent:
-            self._service._timed_words(np.concatenate(self._sent), engine.sample_rate, self.request, record)
-        record.timings["total"] = time.perf_counter() - record.started
-        if record.first_audio_s is not None:
-            record.timings["first_audio"] = record.first_audio_s
-
-    def _pieces(self, engine: Engine, decoder: StreamDecoder, record: Record) -> Iterator[np.ndarray]:
-        """Decoded audio of the request. Frames are decoded as they are made; with ``verify`` a chunk's audio is
-        held until the chunk has passed (or spent its attempts), which costs that chunk's generation and check in
-        time to first audio."""
-        service = self._service
-        if self.request.verify is False:
-            frames: queue.Queue[torch.Tensor] = queue.Queue()
-            for job in service._chunk_jobs(self.request, self._cancel, record, on_frame=frames.put,
-                                           segments=self._segments):
-                yield from stream_job(job, frames, decoder, engine.num_codebooks)
-            return
-        accepted: list[torch.Tensor] = []
-        for _job in service._chunk_jobs(self.request, self._cancel, record, on_accept=accepted.append,
-                                        segments=self._segments):
-            while accepted:  # the chunk before this one has passed
-                yield decoder.push(accepted.pop(0))
-        while accepted:
-            yield decoder.push(accepted.pop(0))
-
-    def encoded(self) -> Iterator[bytes]:
-        """The stream encoded in the request's format by one encoder, at the engine's own sample rate (known
-        once the engine is up, so the first piece is taken before the encoder starts)."""
-        pieces = iter(self)
-        first = next(pieces, None)
-        head = [] if first is None else [first]
-        yield from audio.encode_stream(itertools.chain(head, pieces), self.request.format,
-                                       self.sample_rate or audio.SAMPLE_RATE)
-
-    def _emit(self, piece: np.ndarray, last: bool = False) -> Iterator[np.ndarray]:
-        piece = self._level.feed(piece, last)
-        if piece.size:
-            if self.request.timestamps is not None or self.request.captions is not None:
-                self._sent.append(piece)  # heard once the stream ends, for word times and captions
-            if self._record.first_audio_s is None:
-                self._record.first_audio_s = time.perf_counter() - self._record.started
-            self.samples += piece.size
-            yield piece
-
-    def metadata(self) -> dict:
-        record = self._record
-        duration = self.samples / self.sample_rate if self.sample_rate else 0.0
-        return {
-            "format": self.request.format, "sample_rate": self.sample_rate, "duration_s": round(duration, 4),
-            "frames": record.frames, "chunks": record.chunks, "seed": record.seed,
-            "generation_s": round(record.generation_s, 4), "usage": record.usage.as_dict(),
-            "timings": {k: round(v, 4) for k, v in record.timings.items()}, **record.extras(),
-        }

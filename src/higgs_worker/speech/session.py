@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from ..core import text as text_rules
 from ..core.errors import RequestError
 from ..core.schema import SpeechRequest
-from .service import SpeechService, SpeechStream
+from .service import SpeechService
+from .stream import SpeechStream
 
 __all__ = ["SegmentRules", "Segmenter", "SpeechSession", "SpeechTurn", "TextTurn"]
 

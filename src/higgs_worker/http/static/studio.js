@@ -13,6 +13,22 @@ const $ = (id) => document.getElementById(id);
 const form = $("speak");
 const formError = $("form-error");
 const progress = $("progress");
+const chunkBar = $("chunk-bar");
+
+/** Long text comes in chunks: "chunk 3 of 22" and a bar while they are generated (hidden for one chunk). */
+function showChunks(event) {
+  if (!(event.chunks > 1)) return "";
+  chunkBar.hidden = false;
+  chunkBar.max = event.chunks;
+  chunkBar.value = Math.min(event.chunks, (event.chunks_done ?? 0) + (event.chunk > event.chunks_done ? 0.5 : 0));
+  chunkBar.setAttribute("aria-valuetext", `chunk ${event.chunk} of ${event.chunks}`);
+  return `Chunk ${event.chunk} of ${event.chunks}. `;
+}
+
+function hideChunks() {
+  chunkBar.hidden = true;
+  chunkBar.value = 0;
+}
 const generateButton = $("generate");
 const stopButton = $("stop");
 
@@ -296,6 +312,7 @@ async function streamed(body, state, ctx, controller) {
   let received = 0;
   take.extension = format;
   progress.textContent = "Generating… waiting for the first audio.";
+  hideChunks();
   liveWords.replaceChildren();
   $("now").hidden = true;
   const live = highlighter(liveWords, take.words, () => player.position());
@@ -316,8 +333,8 @@ async function streamed(body, state, ctx, controller) {
       else player.push(bytes);
       take.pieces = (take.pieces || 0) + 1;
       const amount = pcm ? `${player.duration.toFixed(1)} s` : `${(received / 1000).toFixed(0)} kB of ${format}`;
-      progress.textContent = `Playing while it is generated: first audio after ${take.firstAudio.toFixed(2)} s, `
-        + `${amount} received.`;
+      progress.textContent = `${showChunks(event)}Playing while it is generated: first audio after `
+        + `${take.firstAudio.toFixed(2)} s, ${amount} received.`;
     } else if (event.type === "speech.audio.words") {
       addWords(take.words, event.words);
       live.update();
@@ -335,6 +352,7 @@ async function streamed(body, state, ctx, controller) {
   };
   /** A take cut short keeps what came: stopped by the user, or an error after the first audio. */
   const cutShort = async (error) => {
+    hideChunks();
     live.stop();
     if (encoded) await encoded.finish(); // (the player is stopped or done: this only measures the audio)
     take.total = (performance.now() - t0) / 1000;
@@ -367,6 +385,7 @@ async function streamed(body, state, ctx, controller) {
     await cutShort(error);
     throw error;
   }
+  hideChunks();
   if (encoded) await encoded.finish();
   take.total = (performance.now() - t0) / 1000;
   take.duration = done.duration_s ?? player.duration;

@@ -1,0 +1,81 @@
+"""How far a running request has come: the report itself, its throttle and display, and what the service tells."""
+
+from __future__ import annotations
+
+import io
+
+from higgs_worker.core.schema import SpeechRequest
+from higgs_worker.speech.progress import Progress, ProgressDisplay, Throttled
+
+LONG = " ".join(f"Sentence number {i} is here to make one more chunk of speech." for i in range(5))
+
+
+def test_a_report_says_its_share_and_speed():
+    p = Progress(chunks_done=2, chunks_total=8, chunk=3, audio_s=4.0, elapsed_s=2.0)
+    assert p.fraction == 2.5 / 8  # the chunk under way counts half
+    assert p.realtime_factor == 0.5
+    assert p.as_dict() == {"stage": "generating", "chunks_done": 2, "chunks_total": 8, "chunk": 3,
+                           "audio_seconds": 4.0, "elapsed_s": 2.0, "realtime_factor": 0.5}
+    unplanned = Progress(chunks_done=0, chunks_total=None, chunk=1, audio_s=0.0, elapsed_s=1.0)
+    assert unplanned.fraction is None and unplanned.realtime_factor is None
+    assert Progress(3, 3, 3, 1.0, 1.0).fraction == 1.0
+
+
+def test_the_throttle_passes_the_first_report_then_one_per_interval():
+    now = [100.0]
+    seen: list[float] = []
+    throttled = Throttled(lambda p: seen.append(p.elapsed_s), every_s=2.0, clock=lambda: now[0])
+    for t in (0.0, 0.5, 1.9, 2.0, 2.1, 4.5):
+        now[0] = 100.0 + t
+        throttled(Progress(0, 4, 1, 0.0, t))
+    assert seen == [0.0, 2.0, 4.5]
+
+
+def test_the_display_writes_lines_or_a_bar():
+    out = io.StringIO()
+    lines = ProgressDisplay(bar=False, stream=out)
+    lines(Progress(1, 4, 2, 3.25, 1.3))
+    assert out.getvalue() == "chunk 2 of 4 (1 done), 3.2 s of audio, real-time factor 0.40, 1.3 s\n"
+    out = io.StringIO()
+    bar = ProgressDisplay(bar=True, stream=out)
+    bar(Progress(1, 4, 2, 3.25, 1.3))
+    bar(Progress(3, 4, 4, 9.0, 3.0))
+    bar.close()
+    assert "3/4" in out.getvalue() and "9.0 s of audio, real-time factor 0.33" in out.getvalue()
+
+
+def test_synthesize_reports_every_chunk_and_the_audio_made(service):
+    request = SpeechRequest(transcript=LONG, chunk_method="word", chunk_max_word_num=12, seed=3,
+                            max_new_tokens=30)
+    chunks = len(service.plan(request)[1])
+    assert chunks >= 3
+    seen: list[Progress] = []
+    result = service.synthesize(request, progress=seen.append)
+    ends = [p for p in seen if p.chunk == p.chunks_done]
+    assert [p.chunks_done for p in ends] == list(range(1, chunks + 1))  # one report as each chunk ends
+    assert {p.chunks_total for p in seen} == {chunks}
+    audio = [p.audio_s for p in seen]
+    assert audio == sorted(audio) and audio[-1] == result.frames / service.engine.frame_rate
+    assert [p.elapsed_s for p in seen] == sorted(p.elapsed_s for p in seen)
+
+
+def test_a_stream_says_how_far_it_has_come(service):
+    request = SpeechRequest(transcript=LONG, chunk_method="word", chunk_max_word_num=12, seed=3,
+                            max_new_tokens=30, format="pcm")
+    stream = service.synthesize_stream(request)
+    seen = []
+    for _piece in stream:
+        seen.append(stream.progress())
+    chunks = stream.progress().chunks_total
+    assert chunks == len(service.plan(request)[1]) and seen[-1].chunks_done == chunks
+    assert [p.chunks_done for p in seen] == sorted(p.chunks_done for p in seen) and seen[0].chunks_done < chunks
+
+
+def test_with_chunk_ends_the_throttle_passes_every_chunks_end():
+    now = [0.0]
+    seen: list[int] = []
+    throttled = Throttled(lambda p: seen.append(p.chunks_done), every_s=5.0, clock=lambda: now[0], chunk_ends=True)
+    for done, chunk in ((0, 1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3)):
+        now[0] += 0.1
+        throttled(Progress(done, 3, chunk, 0.0, now[0]))
+    assert seen == [0, 1, 2, 3]  # the first report, then each chunk's end; the mid-chunk ones wait their turn
