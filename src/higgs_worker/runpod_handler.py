@@ -13,8 +13,9 @@ Before the first job the SDK runs the fitness checks (:mod:`higgs_worker.fitness
 GPU, model folders or first generation fail exits non-zero with the reason in ``server.log``.
 
 While a job runs, RunPod's progress updates say how far it has come (chunks done of the plan, audio seconds made;
-``PROGRESS_INTERVAL_S``): ``/status`` shows them as the running job's ``output``. They are sent on the SDK's own loop
-and awaited before the job's result, so a late update can never follow it.
+``PROGRESS_INTERVAL_S``): ``/status`` shows them as the running job's ``output``. They are sent from the SDK's own
+loop, one at a time (each within 10 s, only the newest kept while one is in flight); the one in flight lands before
+the job's result and none is sent after it or after a cancel.
 
 After an unrecoverable GPU error (:class:`~higgs_worker.engine.scheduler.DeviceFault`) this process can never
 generate again: the job answers its error with ``refresh_worker`` (RunPod then replaces the worker), the SDK takes
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from .core.errors import Cancelled, DeviceFault, public_error
@@ -52,33 +55,70 @@ async def post_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
 
 
 class _Updates:
-    """A job's progress updates, posted in order on the handler's loop from the job's thread."""
+    """A job's progress updates, told from the job's thread and posted from the handler's loop: one post at a time,
+    each within ``POST_TIMEOUT_S``; while one is in flight only the newest waiting update is kept (a slow control
+    plane never builds a backlog). ``drain`` before the result and ``close`` on a cancel end them for good, so no
+    update follows the job's end."""
+
+    POST_TIMEOUT_S = 10.0
 
     def __init__(self, job: dict[str, Any], post: ProgressPoster | None, loop: asyncio.AbstractEventLoop) -> None:
         self.job, self.post, self.loop = job, post, loop
-        self.last: asyncio.Future | None = None
-
-    def tell(self, progress: dict[str, Any]) -> None:
-        previous = self.last
-
-        async def send() -> None:
-            if previous is not None:
-                await asyncio.wrap_future(previous)  # one after another, in the order they were made
-            try:
-                await self.post(self.job, progress)
-            except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the job goes on
-                log.warning("job %s: a progress update failed: %s", self.job.get("id"), exc)
-
-        self.last = asyncio.run_coroutine_threadsafe(send(), self.loop)
+        self.waiting: dict[str, Any] | None = None
+        self.sender: asyncio.Task | None = None
+        self.closed = False
 
     @property
     def sink(self) -> Callable[[dict[str, Any]], None] | None:
         return self.tell if self.post is not None else None
 
+    def tell(self, progress: dict[str, Any]) -> None:
+        """From the job's thread: hand the update to the loop (dropped once the loop is gone)."""
+        try:
+            self.loop.call_soon_threadsafe(self._offer, progress)
+        except RuntimeError:  # the loop has closed: the job's end is being handled, nothing more to say
+            pass
+
+    def _offer(self, progress: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        self.waiting = progress
+        if self.sender is None or self.sender.done():
+            self.sender = self.loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        assert self.post is not None
+        while self.waiting is not None and not self.closed:
+            progress, self.waiting = self.waiting, None
+            try:
+                await asyncio.wait_for(self.post(self.job, progress), self.POST_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the job goes on
+                log.warning("job %s: a progress update failed: %s", self.job.get("id"), exc)
+
     async def drain(self) -> None:
-        """Wait until every update sent so far has landed (before the job's result goes)."""
-        if self.last is not None:
-            await asyncio.wrap_future(self.last)
+        """On the loop, before the result is sent: no update after this, and the one in flight lands (or is given
+        up after ``POST_TIMEOUT_S``)."""
+        await asyncio.sleep(0)  # updates the job's thread handed over before it ended come first
+        self.closed = True
+        if self.sender is not None and not self.sender.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.sender), self.POST_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a stuck update never holds the result back
+                self.sender.cancel()
+
+    def close(self) -> None:
+        """On the loop, when the job is cancelled: nothing more is sent."""
+        self.closed = True
+        self.waiting = None
+        if self.sender is not None:
+            self.sender.cancel()
+
+
+@dataclass(frozen=True)
+class _Final:
+    """The stream handler's last item: the job's output (metadata or error), sent once the updates have landed."""
+
+    output: dict[str, Any]
 
 
 def device_fault(service: SpeechService) -> DeviceFault | None:
@@ -116,6 +156,7 @@ def make_handler(service: SpeechService, executor: ThreadPoolExecutor | None = N
             await updates.drain()
         except asyncio.CancelledError:
             cancel.set()  # the SDK cancelled the job (cancel request or timeout): stop at the next step
+            updates.close()
             raise
         except Cancelled:
             output = {"error": "cancelled"}
@@ -141,7 +182,6 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
-        end = object()
         updates = _Updates(job, progress, loop)
 
         def emit(piece: dict[str, Any]) -> None:
@@ -150,22 +190,23 @@ def make_stream_handler(service: SpeechService, executor: ThreadPoolExecutor | N
         def run() -> None:
             try:
                 result = runner.run_job(job.get("input"), cancel, emit, job.get("id"), progress=updates.sink)
-                asyncio.run_coroutine_threadsafe(updates.drain(), loop).result()
             except Cancelled:
                 result = {"error": "cancelled"}
             except Exception as exc:  # noqa: BLE001
                 result = {"error": public_error(exc, f"job {job.get('id')}")}
             if "error" in result:
                 result = _refresh(service, result, on_fault)
-            loop.call_soon_threadsafe(queue.put_nowait, result)
-            loop.call_soon_threadsafe(queue.put_nowait, end)
+            loop.call_soon_threadsafe(queue.put_nowait, _Final(result))
 
         worker = loop.run_in_executor(executor, run)
         try:
-            while (item := await queue.get()) is not end:
+            while not isinstance(item := await queue.get(), _Final):
                 yield item
+            await updates.drain()  # every progress update lands before the result
+            yield item.output
         finally:
             cancel.set()
+            updates.close()
             await asyncio.shield(worker)
 
     return handler
@@ -194,11 +235,12 @@ def start(settings: Settings) -> int:
             log.critical("the GPU failed unrecoverably: answering jobs with refresh_worker and taking no more")
         config["refresh_worker"] = True  # read by the SDK after each job: it stops the worker loop
 
+    # progress updates need the platform's result URL; the SDK's local test API (--rp_serve_api) has none
+    poster = post_progress if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") else None
     if settings.runpod_stream_handler:
-        config.update(handler=make_stream_handler(service, executor, on_fault, post_progress),
-                      return_aggregate_stream=True)
+        config.update(handler=make_stream_handler(service, executor, on_fault, poster), return_aggregate_stream=True)
     else:
-        config["handler"] = make_handler(service, executor, on_fault, post_progress)
+        config["handler"] = make_handler(service, executor, on_fault, poster)
     runpod.serverless.start(config)
     if device_fault(service) is not None:
         log.critical("worker stopped after an unrecoverable GPU error: %s", device_fault(service))

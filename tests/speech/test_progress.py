@@ -79,3 +79,24 @@ def test_with_chunk_ends_the_throttle_passes_every_chunks_end():
         now[0] += 0.1
         throttled(Progress(done, 3, chunk, 0.0, now[0]))
     assert seen == [0, 1, 2, 3]  # the first report, then each chunk's end; the mid-chunk ones wait their turn
+
+
+def test_a_failing_sink_never_fails_the_speech(service, caplog):
+    calls = []
+
+    def broken(progress: Progress) -> None:
+        calls.append(progress)
+        raise BrokenPipeError("stderr went away")
+
+    request = SpeechRequest(transcript=LONG, chunk_method="word", chunk_max_word_num=12, seed=3, max_new_tokens=30)
+    result = service.synthesize(request, progress=broken)
+    assert result.chunks >= 3 and len(result.audio) > 0
+    assert len(calls) == 1  # dropped after its first failure
+    assert "progress reports stopped for this request: BrokenPipeError" in caplog.text
+
+
+def test_audio_made_is_counted_at_the_requested_speed(service):
+    request = SpeechRequest(transcript="Fast words here.", seed=3, max_new_tokens=30, speed=2.0)
+    seen: list[Progress] = []
+    result = service.synthesize(request, progress=seen.append)
+    assert seen[-1].audio_s == result.frames / service.engine.frame_rate / 2.0

@@ -444,8 +444,8 @@ class RedisJobStore:
         dropped (the next one carries the same and more)."""
         with self._lock:
             held = self._local.get(job.id)
-        if held is None:
-            return
+        if held is None or held[0] is not job or self._down_since is not None:  # another run of it, or Redis down:
+            return  # the job never waits on a report
         try:
             self._scripts["progress"](args=[self.prefix, job.id, self.owner, held[1], json.dumps(progress)])
         except redis.RedisError as exc:

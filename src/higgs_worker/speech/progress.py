@@ -7,6 +7,7 @@ the command line shows it (:class:`ProgressDisplay`), a job's ``/status`` and Ru
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,26 @@ class Progress:
 
 
 ProgressSink = Callable[[Progress], None]
+
+
+def guarded(sink: ProgressSink | None, log: logging.Logger) -> ProgressSink | None:
+    """``sink``, made harmless: the first time it raises, the error is logged and the request goes on without
+    reports (a closed terminal or a stopped event loop must never fail the speech)."""
+    if sink is None:
+        return None
+    failed = False
+
+    def tell(progress: Progress) -> None:
+        nonlocal failed
+        if failed:
+            return
+        try:
+            sink(progress)
+        except Exception as exc:  # noqa: BLE001 - progress is a courtesy
+            failed = True
+            log.warning("progress reports stopped for this request: %s: %s", type(exc).__name__, exc)
+
+    return tell
 
 
 class Throttled:

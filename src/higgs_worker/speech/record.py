@@ -23,6 +23,7 @@ class Record:
     chunks_done: int = 0  # chunks whose audio is complete
     chunks_total: int | None = None  # the plan's chunks (None while text still arrives)
     frames: int = 0
+    speed: float = 1.0  # the request's speed: audio made is counted as the listener will hear it
     generation_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(default_factory=dict)
@@ -63,8 +64,8 @@ class Record:
 
     def progress(self, frame_rate: float, frames_under_way: int = 0) -> Progress:
         """How far the request has come, ``frames_under_way`` of the chunk being generated included."""
-        return Progress(self.chunks_done, self.chunks_total, self.chunks, (self.frames + frames_under_way) / frame_rate,
-                        time.perf_counter() - self.started)
+        audio_s = (self.frames + frames_under_way) / frame_rate / self.speed
+        return Progress(self.chunks_done, self.chunks_total, self.chunks, audio_s, time.perf_counter() - self.started)
 
     def result(self, wave, sample_rate: int, fmt: str, encoded: bytes) -> SpeechResult:
         self.timings["total"] = time.perf_counter() - self.started

@@ -38,7 +38,7 @@ from ..weights.policy import asr_load_wanted
 from . import quality
 from .budget import check_references, chunk_frames, fit_history
 from .lexicon import Lexicon
-from .progress import ProgressSink
+from .progress import ProgressSink, guarded
 from .recognition import build_recognizer
 from .record import Record
 from .saving import save_voice
@@ -151,7 +151,8 @@ class SpeechService:
         previous chunks' codes, so chunks run one after another. With ``verify`` each chunk is heard and may be
         generated again; ``on_accept`` gets the plain codes each chunk finally keeps. ``segments`` (normalised text
         that arrives in pieces, possibly blocking for each) replaces the request's own planned chunks. ``progress``
-        hears at each chunk's end, and every ``PROGRESS_EVERY_S`` while one is generated.
+        hears at each chunk's end, and every ``PROGRESS_EVERY_S`` while one is generated; a sink that fails is
+        dropped, never failing the speech.
         """
         spec = request.verify_spec(self.settings.verify_max_wer, self.settings.verify_max_attempts)
         if segments is None:
@@ -160,6 +161,7 @@ class SpeechService:
         else:
             chunks, speakers = segments, []
         record.chunks_total = len(chunks) if isinstance(chunks, list) else None
+        progress = guarded(progress, log)
         references = self._references(request, cancel)
 
         t = time.perf_counter()
@@ -188,7 +190,9 @@ class SpeechService:
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
             while progress is not None and not job.done.wait(PROGRESS_EVERY_S):
-                progress(record.progress(engine.frame_rate, len(job.frames)))
+                # the frames so far, less the delay pattern's lead (an attempt that may be made again counts none)
+                made = 0 if spec is not None else max(0, len(job.frames) - engine.num_codebooks - 1)
+                progress(record.progress(engine.frame_rate, made))
             result = self._count(record, engine.finish(job))
             if spec is not None:
                 prompt = context.prompt(chunk, kept)
@@ -273,7 +277,8 @@ class SpeechService:
 
     def new_record(self, request: SpeechRequest) -> Record:
         seed = request.seed if request.seed is not None else secrets.randbits(63)
-        return Record(seed=seed, started=time.perf_counter(), warnings=text.tag_warnings(request.transcript))
+        return Record(seed=seed, started=time.perf_counter(), warnings=text.tag_warnings(request.transcript),
+                      speed=request.speed)
 
     def synthesize(self, request: SpeechRequest, cancel: threading.Event | None = None,
                    progress: ProgressSink | None = None) -> SpeechResult:
