@@ -37,3 +37,13 @@ def test_the_first_commands_name_the_lock_file_the_setup_uses():
     assert re.search(rf"uv pip sync .*{re.escape(named.group(1))}", setup), named.group(1)
     assert (README.parent / named.group(1)).is_file()
 
+
+
+def test_the_streaming_context_the_readme_states_is_the_codes():
+    import re
+
+    from higgs_worker.engine.streaming import LEFT_CONTEXT_FRAMES, RIGHT_CONTEXT_FRAMES
+
+    stated = re.search(r"small windows with (\d+) frames of context on each\s+side", README.read_text("utf-8"))
+    assert stated, "the README states the streaming decode's context"
+    assert int(stated.group(1)) == LEFT_CONTEXT_FRAMES == RIGHT_CONTEXT_FRAMES
