@@ -16,7 +16,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
 
     size = BENCH_SIZE if args.bench_size else TinySize()
     out = make_tiny_model(args.dir, seed=args.seed, size=size)
-    print(f"wrote {out}/model and {out}/tokenizer")
+    print(f"wrote {out}: {', '.join(p.name for p in sorted(out.iterdir()))}")
     return 0
 
 
@@ -58,7 +58,7 @@ def _speak(service, request, mode: str):
     from .speech.progress import ProgressDisplay, Throttled
 
     bar = sys.stderr.isatty() if mode == "auto" else mode == "bar"
-    if mode == "off" or (mode == "auto" and not bar):
+    if mode == "off" or (mode == "auto" and not bar):  # auto: a bar on a terminal, else nothing
         return service.synthesize(request)
     display = ProgressDisplay(bar)
     try:
@@ -306,10 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("make-tiny-model", help="write a random tiny Higgs Audio V2 (model + tokenizer)")
+    p = sub.add_parser("make-tiny-model", help="write a random tiny Higgs Audio V2 (DIR/model, DIR/tokenizer), a "
+                                               "tiny Whisper (DIR/asr), a tiny speaker model (DIR/sv) and "
+                                               "DIR/TINY_MODEL.json")
     p.add_argument("dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bench-size", action="store_true", help="the ~50M-parameter size the benchmarks use")
+    p.add_argument("--bench-size", action="store_true", help="the ~40M-parameter size the benchmarks use")
     p.set_defaults(func=_make_tiny)
 
     p = sub.add_parser("synth", help="speak text into an audio file")
@@ -356,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_handler, runpod_args=[])
 
     p = sub.add_parser("check", help="fitness checks: the GPU and its free memory, complete model folders, one short "
-                                     "generation (exit 1 when any fails; the RunPod worker runs them before its "
-                                     "first job)")
+                                     "generation, the decode path in use, a spoken canary (exit 1 when any fails; "
+                                     "the RunPod worker runs them before its first job)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_check)
 
@@ -374,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="also write the JSON to this file")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("fetch-models", help="download both repos into MODEL_PATH / TOKENIZER_PATH (once, verified)")
+    p = sub.add_parser("fetch-models", help="download the model and tokenizer repos into MODEL_PATH / "
+                                          "TOKENIZER_PATH, and Whisper and the speaker model on a GPU or with "
+                                          "ASR=on / VOICE_CHECK=on (once, verified)")
     p.add_argument("--verify", action="store_true", help="re-verify (and repair) even when already complete")
     p.set_defaults(func=_fetch_models)
 

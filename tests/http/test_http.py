@@ -146,6 +146,22 @@ def test_sse_events_parsed_incrementally(http):
     samples = sum(len(d) for d in deltas) // 2
     assert samples / 24000 == pytest.approx(done["duration_s"], abs=1e-3)
     assert done["usage"]["output_tokens"] > 0 and done["usage"]["input_tokens"] > 0
+    assert "warnings" not in done and "loudness" not in done  # only when there is something to say
+
+
+def test_sse_done_carries_the_warnings_and_the_loudness(http):
+    """The final SSE event reports what a whole response's metadata reports: an unknown [tag] read as text, and the
+    stream's loudness normalisation when asked for."""
+    body = {"model": "tts-1", "voice": "default", "input": "Hello [whisper] there.", "response_format": "pcm",
+            "stream_format": "sse", "loudness": -16, **EXTRA}
+    with http.stream("POST", "/v1/audio/speech", json=body) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    done = [e for e in events if e["type"] == "speech.audio.done"]
+    assert len(done) == 1, [e["type"] for e in events]
+    assert [w.split(" ", 1)[0] for w in done[0]["warnings"]] == ["[whisper]"]
+    assert done[0]["warnings"][0].startswith("[whisper] is not a sound tag the model knows")
+    assert done[0]["loudness"]["method"] == "stream" and done[0]["loudness"]["target_lufs"] == -16
 
 
 def test_models_listed(client):

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address the HTTP server binds.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP server.")
     port_health: int | None = Field(None, ge=1, le=65535, description="Port where `/ping` is also served, as RunPod load-balancing endpoints check it (unset or equal to `PORT`: `/ping` on `PORT` only).")
-    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping`, `/health` and `/` needs one (checked from the headers, before the body).")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys; when set every route but `/ping`, `/health`, the page at `/` and its files under `/static/` needs one (checked from the headers, before the body).")
     public_docs: bool = Field(False, description="With `API_KEYS` set, still serve `/docs`, `/redoc` and `/openapi.json` without a key (they describe the API, not its data).")
     api_keys_share_jobs: bool = Field(False, description="With `API_KEYS` set, every key sees every `/run` job (keys are one tenant). Off: a job belongs to the key that submitted it; other keys get 404 for it and `/purge-queue` cancels only the caller's own.")
     max_connections: int = Field(1000, ge=8, le=1_000_000, description="Most open connections on `PORT` (`PORT_HEALTH` has 64 of its own); kept below the process's open-file limit. A new connection beyond it closes the one that has waited longest without sending a whole request head, else it is refused with 503.")
@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     # Realtime speech sessions (the `/v1/realtime/speech` WebSocket).
     realtime_max_sessions_per_key: int = Field(4, ge=1, le=10_000, description="Most `/v1/realtime/speech` sessions open at once per API key (per server without `API_KEYS`); one more is refused (closed with code 1008, the reason naming this setting). Each open session also holds one of the `MAX_CONCURRENT_JOBS` speech slots.")
     realtime_max_turn_chars: int = Field(4000, ge=1, le=1_000_000, description="Most text one turn of a realtime session may take (from its first `input_text_buffer.append` to its commit); an append beyond it is refused with an `error` event naming `text`, and the socket stays open.")
-    realtime_idle_timeout_s: float = Field(120.0, gt=0, le=86400, description="A realtime session that sends no event for this long while no turn is speaking is closed (code 1001, the reason naming this setting).")
+    realtime_idle_timeout_s: float = Field(120.0, gt=0, le=86400, description="A realtime session that sends no event and is sent no audio for this long is closed (code 1000, the reason naming this setting).")
     realtime_min_words: int = Field(4, ge=1, le=200, description="Words a realtime turn waits for before it starts speaking at the first clause or sentence boundary; later segments start at sentence boundaries as text arrives.")
     realtime_flush_idle_s: float = Field(1.0, gt=0, le=600, description="Text buffered in a realtime turn with no new text for this long is spoken without waiting for a boundary (the turn stays open).")
 

@@ -2,8 +2,8 @@
 
 Every speech request runs within ``SPEECH_TIMEOUT_S`` (then its generation is cancelled: 504 for a whole file, an
 ``error`` event for SSE, a cut stream for audio); ``/v1/audio/speech/captioned`` returns at most
-``MAX_INLINE_BYTES`` of audio inline, as jobs do. While the model is not ready they answer 503 with
-``Retry-After``, saying why: still downloading (with the download's progress), still loading, or failed.
+``MAX_INLINE_BYTES`` of audio inline, as jobs do. While the model is not ready they answer 503 saying why:
+still downloading (with the download's progress) or still loading, both with ``Retry-After``; or failed, without.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
                                                        "output_tokens": usage["completion_tokens"],
                                                        "total_tokens": usage["total_tokens"]},
                 "seed": meta["seed"], "duration_s": meta["duration_s"], "truncated": meta["truncated"]}
-        for key in ("truncated_chunks", "saved_voice", "save_voice_error", "quality", "captions"):
+        for key in ("truncated_chunks", "saved_voice", "save_voice_error", "quality", "captions", "warnings",
+                    "loudness"):
             if key in meta:
                 done[key] = meta[key]
         _observe(stream, state.metrics)
