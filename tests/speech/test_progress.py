@@ -100,3 +100,35 @@ def test_audio_made_is_counted_at_the_requested_speed(service):
     seen: list[Progress] = []
     result = service.synthesize(request, progress=seen.append)
     assert seen[-1].audio_s == result.frames / service.engine.frame_rate / 2.0
+
+
+def test_a_chunk_checked_and_made_again_reports_while_each_attempt_runs(service, monkeypatch):
+    """With ``verify`` every attempt, retries included, is waited on with reports; an attempt that may yet be
+    refused counts no audio, so audio made never goes back when a runaway attempt loses."""
+    from types import SimpleNamespace
+
+    from higgs_worker.asr.types import Transcript
+    from higgs_worker.speech import service as service_module
+
+    service._recognizer = SimpleNamespace(transcribe=lambda wave, language=None, **kw: Transcript("nothing alike", []))
+    monkeypatch.setattr(service, "_check_asr", lambda request: None)
+    monkeypatch.setattr(service.engine.scheduler, "stream_eos", -1)  # every attempt runs to its 40 frames
+    monkeypatch.setattr(service_module, "PROGRESS_EVERY_S", 0.0)  # a report at every look while an attempt runs
+    starts = []
+    real_start = service.engine.start
+    monkeypatch.setattr(service.engine, "start", lambda *a, **kw: starts.append(1) or real_start(*a, **kw))
+    seen: list[Progress] = []
+    attempt_of_report: list[int] = []
+
+    def sink(progress: Progress) -> None:
+        seen.append(progress)
+        attempt_of_report.append(len(starts))
+
+    service.settings.verify_max_frames_ratio = 3.0
+    result = service.synthesize(SpeechRequest.parse({"transcript": "Hello there.", "max_new_tokens": 40, "seed": 2,
+                                                     "verify": {"max_attempts": 3}}), progress=sink)
+    assert result.metadata()["quality"]["chunks"][0]["attempts"] == len(starts) == 3
+    during = [(n, p) for n, p in zip(attempt_of_report, seen, strict=True) if p.chunks_done == 0]
+    assert {n for n, _ in during} == {1, 2, 3}  # reports while each attempt ran, the two retries included
+    assert all(p.audio_s == 0 for _, p in during)
+    assert seen[-1].chunks_done == 1 and seen[-1].audio_s == result.frames / service.engine.frame_rate

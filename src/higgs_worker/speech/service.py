@@ -189,17 +189,18 @@ class SpeechService:
             retry_budget += self.settings.verify_max_frames_ratio * sampling.max_new_tokens  # checks' frame budget
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
-            while progress is not None and not job.done.wait(PROGRESS_EVERY_S):
-                # the frames so far, less the delay pattern's lead (an attempt that may be made again counts none)
-                made = 0 if spec is not None else max(0, len(job.frames) - engine.num_codebooks - 1)
-                progress(record.progress(engine.frame_rate, made))
-            result = self._count(record, engine.finish(job))
+            result = self._count(record, self._finish(engine, job, record, progress, spec is None))
             if spec is not None:
                 prompt = context.prompt(chunk, kept)
+
+                def again(seed: int, prompt=prompt, sampling=sampling):  # another attempt, reporting as it goes
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    return self._count(record, self._finish(engine, engine.start(prompt, sampling, seed, cancel),
+                                                            record, progress, False))
+
                 result, report = quality.check_chunk(
-                    index, chunk, record.seed + index, spec, result,
-                    generate=lambda seed, prompt=prompt: self._count(record, engine.generate(prompt, sampling, seed,
-                                                                                             cancel)),
+                    index, chunk, record.seed + index, spec, result, generate=again,
                     hear=lambda generation, chunk=chunk: self._hear(engine, generation, chunk),
                     truncated=lambda generation: generation.truncated, voice=voice and voice.for_chunk(chunk),
                     may_retry=lambda: record.usage.audio_frames < retry_budget)
@@ -226,6 +227,15 @@ class SpeechService:
                         len(record.truncated_chunks), record.chunks, request.max_new_tokens,
                         ", ".join(str(i + 1) for i in record.truncated_chunks[:10]))
         record.timings["generate"] = record.generation_s
+
+    @staticmethod
+    def _finish(engine: Engine, job: Job, record: Record, progress: ProgressSink | None, count_frames: bool):
+        """``engine.finish(job)``, telling ``progress`` every ``PROGRESS_EVERY_S`` meanwhile: the frames so far,
+        less the delay pattern's lead, when ``count_frames`` (an attempt the speech check may refuse counts none)."""
+        while progress is not None and not job.done.wait(PROGRESS_EVERY_S):
+            made = max(0, len(job.frames) - engine.num_codebooks - 1) if count_frames else 0
+            progress(record.progress(engine.frame_rate, made))
+        return engine.finish(job)
 
     @staticmethod
     def _count(record: Record, generation):
