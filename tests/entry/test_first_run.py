@@ -10,15 +10,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+import av
 import httpx
 import pytest
+import soundfile as sf
 
 from higgs_worker.core import settings as settings_module
 from higgs_worker.core.settings import Settings
-from readme_examples import first_screen_curl_body
+from readme_examples import first_screen_curl_body, openai_client_example, realtime_client_command
 from servers import Server
 
 NOBODY = 65534
+ROOT = Path(__file__).resolve().parents[2]
 CLOSED = "http://127.0.0.1:9"  # nothing listens: the network is "unreachable", and no packet leaves loopback
 
 
@@ -120,5 +123,21 @@ def test_demo_server_offline_lists_voices_and_speaks_with_one(tmp_path):
         # the README's first-screen example, as written, works on this fresh offline demo server
         example = httpx.post(f"{srv.url}/v1/audio/speech", json=first_screen_curl_body(), timeout=120)
         assert example.status_code == 200 and example.content[:4] == b"RIFF", example.text
+        # the README's openai client example, and its realtime client command, as written (pointed at this server)
+        work = tmp_path / "examples"
+        work.mkdir()
+        code = openai_client_example().replace("http://localhost:8080", srv.url)
+        ran = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr
+        with av.open(str(work / "hello.mp3")) as mp3:
+            assert mp3.format.name == "mp3" and mp3.streams.audio[0].codec_context.sample_rate == 24000
+        words = realtime_client_command()
+        words[words.index("--url") + 1] = srv.url.replace("http://", "ws://")
+        words[words.index("--key") + 1] = "unused-without-API_KEYS"
+        ran = subprocess.run([sys.executable, str(ROOT / words[0]), *words[1:], "--tokens-per-s", "200"], cwd=work,
+                             capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr + ran.stdout
+        wave, rate = sf.read(work / "reply.wav")
+        assert rate == 24000 and len(wave) > 0
     finally:
         srv.stop()
