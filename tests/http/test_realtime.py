@@ -106,6 +106,21 @@ def test_text_split_mid_word_two_turns_and_audio_before_the_text_ends(server):
     s.close()
 
 
+def test_a_turns_done_event_carries_its_tag_warnings_and_loudness(server):
+    s = Session(server)
+    s.recv()
+    s.configure(**SETTINGS, loudness=-18)
+    s.send("input_text_buffer.append", text="Plain words first.")
+    s.send("input_text_buffer.commit")
+    plain = s.until("speech.audio.done")[-1]
+    assert "warnings" not in plain and plain["loudness"]["target_lufs"] == -18
+    s.send("input_text_buffer.append", text="Then [mumbles] a tag the model does not know.")
+    s.send("input_text_buffer.commit")
+    tagged = s.until("speech.audio.done")[-1]
+    assert len(tagged["warnings"]) == 1 and tagged["warnings"][0].startswith("[mumbles] is not a sound tag")
+    s.close()
+
+
 def test_wav_turns_are_each_one_stream(server):
     s = Session(server)
     s.recv()

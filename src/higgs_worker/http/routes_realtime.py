@@ -14,8 +14,8 @@ client → server
 server → client
     ``session.created`` / ``session.updated`` ``{"session": {...}}``; ``input_text_buffer.committed``;
     ``speech.audio.delta`` ``{"response_id", "audio": base64}``; ``speech.audio.words`` (with
-    ``timestamps: "word"``); ``speech.audio.done`` ``{"response_id", "status", "usage", ...}`` per turn; ``error``
-    ``{"error": {"type", "code", "message", "param", "event_id"}}``. A client's bad event is answered with an error
+    ``timestamps: "word"``); ``speech.audio.done`` ``{"response_id", "status", "usage", "loudness", ...}`` per turn
+    (``warnings`` for unknown ``[tags]``); ``error`` ``{"error": {"type", "code", "message", "param", "event_id"}}``. A client's bad event is answered with an error
     naming the field and the socket stays open; limits close it with the setting named in the reason.
 
 Auth as every route: ``Authorization: Bearer`` at the handshake, or ``?token=`` for browsers (the logs redact it).

@@ -253,6 +253,11 @@ class SpeechTurn:
             out["first_audio_s"] = round(max(0.0, self.first_audio_at - self.text.first_ready_at), 4)
         if "words" in meta:
             out["words"] = meta["words"]
+        warnings = text_rules.tag_warnings(out["text"])  # the turn's own text (the session request holds none)
+        if warnings:
+            out["warnings"] = warnings
+        if meta.get("loudness") is not None:
+            out["loudness"] = meta["loudness"]
         return out
 
 
