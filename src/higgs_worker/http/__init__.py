@@ -3,6 +3,7 @@
 An entry point: it may import every group below it. The modules:
 
 * :mod:`.app`: :func:`~.app.create_app`, the FastAPI app: its routes, middleware, lifespan and error answers.
+* :mod:`.serve`: running it: uvicorn within the connection bounds, and ``/ping`` alone on ``PORT_HEALTH``.
 * :mod:`.routes_openai`: ``POST /v1/audio/speech`` (whole, streamed audio, SSE) and ``/captioned``.
 * :mod:`.routes_realtime`: the WebSocket for voice agents: text streamed in, speech streamed out.
 * :mod:`.routes_jobs`: RunPod's ``/run``, ``/runsync``, ``/status``, ``/stream``, ``/cancel``, ``/retry``,
