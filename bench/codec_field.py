@@ -45,8 +45,6 @@ import importlib
 import importlib.util
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -55,6 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from bench.cpu import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 HOP = 960  # samples per code frame of the real codec: 24 kHz / 25 frames/s
@@ -540,10 +540,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def print_table(r: dict) -> None:

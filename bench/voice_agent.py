@@ -34,22 +34,13 @@ from pathlib import Path
 import httpx
 
 from bench.server import report, tiny_server
+from examples.realtime_client import tokens as llm_tokens  # the pieces the example client sends
 
 REPLY = ("Sure, I can help you with that booking today. The next free table is at eight in the evening. "
          "Shall I reserve it for two people?")
 SENTENCE_END = re.compile(r"[.!?]")
 SETTINGS = {"seed": 7, "temperature": 1.0, "ras_win_len": 0, "response_format": "pcm"}
 BYTES_PER_SECOND = 24000 * 2  # pcm: 16-bit mono at 24 kHz
-
-
-def llm_tokens(text: str) -> list[str]:
-    """Word pieces of at most four characters, a leading space on each word's first piece, as an LLM streams."""
-    out = []
-    for i, word in enumerate(text.split(" ")):
-        pieces = [word[j:j + 4] for j in range(0, len(word), 4)] or [""]
-        pieces[0] = (" " if i else "") + pieces[0]
-        out.extend(pieces)
-    return out
 
 
 def percentile(values: list[float], q: float) -> float:

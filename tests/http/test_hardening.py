@@ -35,7 +35,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from fixture_voices import write_voices
 from servers import Server, free_port, wait_until
 
@@ -309,22 +308,9 @@ def with_asr(env, tiny_model_dir):
 
 
 @pytest.fixture()
-def client_for(with_asr, service):
-    from higgs_worker.http import create_app
-
-    clients = []
-
-    def make(**overrides):
-        for key, value in overrides.items():
-            setattr(service.settings, key, value)
-        client = TestClient(create_app(service.settings, service))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+def client_for(with_asr, client_for):
+    """The shared in-process clients (tests/http/conftest.py), with the tiny Whisper loaded."""
+    return client_for
 
 
 # -- item 10: the stall detector judges progress -----------------------------------------------------------------

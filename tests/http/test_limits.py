@@ -7,26 +7,6 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
-from fastapi.testclient import TestClient
-
-from higgs_worker.http import create_app
-
-
-@pytest.fixture()
-def client_for(service):
-    clients = []
-
-    def make(**overrides):
-        for key, value in overrides.items():
-            setattr(service.settings, key, value)
-        client = TestClient(create_app(service.settings, service))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def test_body_over_the_limit_is_413_naming_it(client_for):

@@ -38,6 +38,7 @@ class SpeechStream:
         self.request = request
         self._segments = segments
         self.sample_rate = 0
+        self._frame_rate = 0  # the engine's, once iteration has begun
         self._service = service
         self._cancel = cancel
         self._record = service.new_record(request)
@@ -47,6 +48,7 @@ class SpeechStream:
     def __iter__(self) -> Iterator[np.ndarray]:
         engine = self._service.engine
         self.sample_rate = engine.sample_rate
+        self._frame_rate = engine.frame_rate
         decoder = StreamDecoder(engine.stream_decode, engine.sample_rate // engine.frame_rate, engine.num_codebooks)
         record = self._record
         stretcher = tempo.TempoStretcher(self.request.speed, engine.sample_rate)
@@ -73,8 +75,9 @@ class SpeechStream:
             record.timings["first_audio"] = record.first_audio_s
 
     def progress(self) -> Progress:
-        """How far the stream has come: chunks done of the plan, audio made (once iteration has begun)."""
-        return self._record.progress(self._service.engine.frame_rate)
+        """How far the stream has come: chunks done of the plan, audio made (once iteration has begun). Cheap: the
+        SSE route asks it for every piece, on the event loop."""
+        return self._record.progress(self._frame_rate or 1)
 
     def _pieces(self, engine: Engine, decoder: StreamDecoder, record: Record) -> Iterator[np.ndarray]:
         """Decoded audio of the request. Frames are decoded as they are made; with ``verify`` a chunk's audio is
