@@ -101,6 +101,29 @@ def service(env, engine, voices_dir):
     return SpeechService(get_settings(), holder=EngineHolder(lambda: engine))
 
 
+@pytest.fixture()
+def client_for(service):
+    """``make(**settings)``: a TestClient around the real app and the tiny engine, with those settings changed;
+    every client made is closed after the test."""
+    from fastapi.testclient import TestClient
+
+    from higgs_worker.http import create_app
+
+    clients = []
+
+    def make(**overrides):
+        for key, value in overrides.items():
+            setattr(service.settings, key, value)
+        client = TestClient(create_app(service.settings, service))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing-access-key", "AWS_SECRET_ACCESS_KEY": "testing-secret-key-5f2e",
           "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -309,7 +309,7 @@ def with_asr(env, tiny_model_dir):
 
 @pytest.fixture()
 def client_for(with_asr, client_for):
-    """The shared in-process clients (tests/http/conftest.py), with the tiny Whisper loaded."""
+    """The shared in-process clients (tests/conftest.py), with the tiny Whisper loaded."""
     return client_for
 
 

@@ -132,3 +132,10 @@ def test_every_module_is_named_in_its_groups_docstring():
             if module.stem != "__init__" and f":mod:`.{module.stem}`" not in doc:
                 missing.append(f"{group.name}/{module.name}")
     assert missing == []
+
+
+def test_one_conftest_only():
+    """Test modules import names from ``conftest`` (``from conftest import REPO``): a second conftest.py in a
+    subfolder would shadow it for every test collected after it, on a fresh clone."""
+    tests = Path(__file__).resolve().parents[1]
+    assert sorted(p.relative_to(tests).as_posix() for p in tests.rglob("conftest.py")) == ["conftest.py"]
