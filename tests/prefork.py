@@ -46,7 +46,7 @@ def _import_time(env: dict[str, str]) -> dict[str, str]:
 
 # -- the parent process ------------------------------------------------------------------------------------------
 
-def _child(request: dict) -> None:
+def _child(request: dict, sigint) -> None:
     """In the forked child: become ``python -m MODULE ARGS`` in its own environment; never returns."""
     import runpy
     import signal
@@ -54,8 +54,9 @@ def _child(request: dict) -> None:
     code = 1
     try:
         _die_with_parent()
-        # As a fresh interpreter has them (SIGPIPE and SIGXFSZ stay ignored, as Python sets them at start).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # As a fresh interpreter has them (SIGPIPE and SIGXFSZ stay ignored, as Python sets them at start; SIGINT
+        # stays ignored where it was ignored when this interpreter started, as under `cmd &` in a script).
+        signal.signal(signal.SIGINT, sigint)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.chdir(request["cwd"])
@@ -142,6 +143,7 @@ def serve() -> None:
     """
     import signal
 
+    sigint = signal.getsignal(signal.SIGINT)  # as this interpreter started: ignored where its parent ignored it
     problem = _preload()
     control_in = os.fdopen(os.dup(0), "r")
     control_out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -180,7 +182,7 @@ def serve() -> None:
                 if pid == 0:
                     control_in.close()
                     control_out.close()
-                    _child(request)
+                    _child(request, sigint)
                 live[request["id"]] = pid
                 answer = {"pid": pid}
             elif request["op"] == "signal":
