@@ -251,7 +251,7 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_off_at_the_deadline(drip, path
     started = time.monotonic()
     with pytest.raises(FetchRefused, match=r"longer than 1 s \(REF_AUDIO_URL_TIMEOUT_S\)"):
         guard.fetch(f"http://voice.test:{drip.port}{path}")
-    assert time.monotonic() - started < 2.5  # the deadline itself, plus scheduling slack
+    assert time.monotonic() - started < 10  # the deadline itself plus slack on a busy machine, not the 20 s drip
 
 
 def test_a_cancel_stops_the_fetch(drip):
@@ -586,7 +586,7 @@ def test_a_fetch_waits_for_a_free_slot_within_its_deadline_and_its_cancel():
             guard.fetch("https://pub.test/x")
         assert str(err.value) == ("1 reference URLs were already being fetched for 0.3 s "
                                   "(MAX_CONCURRENT_FETCHES, REF_AUDIO_URL_TIMEOUT_S)")
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 10  # waited the 0.3 s deadline, not for the held slot
         cancel = threading.Event()
         threading.Timer(0.1, cancel.set).start()
         slow = mock_fetcher(lambda request: answer(200), max_concurrent=1, timeout_s=30)

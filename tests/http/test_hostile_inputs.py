@@ -153,6 +153,6 @@ def test_a_trickling_url_reference_is_cut_off_at_the_deadline(server, http):
                 elapsed = time.monotonic() - started
                 assert job["status"] == "FAILED", job
                 assert f"longer than {URL_TIMEOUT_S:g} s" in job["error"], job
-                assert elapsed < URL_TIMEOUT_S + 5, elapsed  # the deadline, plus the job's own overhead
+                assert elapsed < URL_TIMEOUT_S + 12, elapsed  # the deadline plus the job's overhead, not the 30 s drip
         finally:
             origin.stop()

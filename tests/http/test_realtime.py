@@ -29,7 +29,7 @@ def server(tiny_model_dir, tmp_path_factory):
                   "VOICES_DIR": str(voices), "API_KEYS": f"{OTHER},{KEY}", "LOG_DIR": str(root / "logs"),
                   "VOLUME_ROOT": str(root / "vol"), "REALTIME_MAX_SESSIONS_PER_KEY": "2",
                   "REALTIME_MAX_TURN_CHARS": "600", "REALTIME_MIN_WORDS": "3", "STREAM_STALL_TIMEOUT_S": "3",
-                  "REALTIME_IDLE_TIMEOUT_S": "6"}, root)
+                  "REALTIME_IDLE_TIMEOUT_S": "12"}, root)
     try:
         srv.wait_ready(headers={"Authorization": f"Bearer {KEY}"})
         yield srv

@@ -501,8 +501,10 @@ def test_recording_from_the_microphone(studio):
     record = studio.button("Record from microphone")
     assert record.is_enabled()
     record.click()
+    stop = studio.button("Stop recording")
+    stop.wait_for()  # recording starts once the browser grants the microphone, which may take a while
     page.wait_for_timeout(1500)
-    studio.button("Stop recording").click()
+    stop.click()
     page.locator("#recording[src]").wait_for(state="attached")
     assert page.locator("#record-state").inner_text().startswith("Recorded")
     studio.label("Name").fill("from_the_mic")
