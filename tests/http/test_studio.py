@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -224,6 +225,30 @@ def test_whole_file_and_again_with_this_seed(studio):
     assert body["temperature"] == 0.8 and body["voice"] == "alto" and body["input"].startswith("Hello!")
     assert again["seed"] == first["seed"] and again["duration"] == first["duration"]
     assert take_bytes(page, 1) == take_bytes(page, 2)  # the same seed gives the same audio
+
+
+def test_waiting_for_a_whole_file_shows_the_seconds_waited(studio):
+    page = studio.page
+    studio.label("Playback").select_option("file")
+    studio.quick()
+
+    def slow(route):  # the server's answer, held back as a long text's would be
+        answer = route.fetch()
+        time.sleep(2.5)
+        route.fulfill(response=answer)
+
+    page.route("**/v1/audio/speech", slow)
+    page.evaluate("""() => {
+        const progress = document.querySelector("#progress");
+        window.seenProgress = [];
+        new MutationObserver(() => window.seenProgress.push(progress.textContent))
+            .observe(progress, { childList: true, subtree: true, characterData: true });
+    }""")
+    studio.generate()
+    seen = page.evaluate("window.seenProgress")
+    assert "Generating the whole wav file… 1 s" in seen and "Generating the whole wav file… 2 s" in seen, seen
+    assert page.locator("#progress").inner_text().startswith("Done:")
+    assert page.locator("#waited").count() == 0  # the clock stops with the wait
 
 
 def start_long_generation(studio: Studio) -> None:

@@ -412,14 +412,26 @@ async function whole(body, state, controller) {
   body.response_format = format;
   const t0 = performance.now();
   progress.textContent = `Generating the whole ${format} file…`;
-  const response = await call("v1/audio/speech", { method: "POST", json: body, signal: controller.signal });
-  const take = newTake(body, state);
-  take.extension = format;
+  // the seconds waited so far, for the eye only (a live region read out every second would drown a screen reader)
+  const clock = document.createElement("span");
+  clock.id = "waited";
+  clock.setAttribute("aria-hidden", "true");
+  progress.append(clock);
+  const ticker = setInterval(() => { clock.textContent = ` ${Math.floor((performance.now() - t0) / 1000)} s`; }, 1000);
+  let response, take;
   try {
-    take.blob = new Blob([await response.blob()], { type: MEDIA_TYPES[format] });
-  } catch (error) {
-    fail(take, error.name === "AbortError" ? "Stopped before the end." : `Failed: ${error.message}`);
-    throw error;
+    response = await call("v1/audio/speech", { method: "POST", json: body, signal: controller.signal });
+    take = newTake(body, state);
+    take.extension = format;
+    try {
+      take.blob = new Blob([await response.blob()], { type: MEDIA_TYPES[format] });
+    } catch (error) {
+      fail(take, error.name === "AbortError" ? "Stopped before the end." : `Failed: ${error.message}`);
+      throw error;
+    }
+  } finally {
+    clearInterval(ticker);
+    clock.remove();
   }
   take.total = (performance.now() - t0) / 1000;
   take.firstAudio = take.total;
