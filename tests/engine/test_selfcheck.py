@@ -41,6 +41,22 @@ def perturbed(model, scale: float):
     return other
 
 
+def test_float32_on_cuda_reads_tf32_from_whichever_api_set_it():
+    """torch >= 2.9 raises on its legacy TF32 flags once the new ``fp32_precision`` has been set: the tolerance
+    reads the new one, and falls back to the legacy ones only while it is unset."""
+    matmul, cuda = torch.backends.cuda.matmul, torch.device("cuda")
+    try:
+        matmul.fp32_precision = "tf32"
+        assert unit_roundoff(torch.float32, cuda) == 2 ** -11
+        matmul.fp32_precision = "ieee"
+        assert unit_roundoff(torch.float32, cuda) == 2 ** -24
+        matmul.fp32_precision = "none"
+        assert unit_roundoff(torch.float32, cuda) == 2 ** -24  # the legacy default: highest precision
+    finally:
+        matmul.fp32_precision = "none"
+    assert unit_roundoff(torch.float32, torch.device("cpu")) == 2 ** -24
+
+
 def test_tolerances_follow_the_dtype_and_depth():
     assert unit_roundoff(torch.bfloat16) == 2 ** -8 and unit_roundoff(torch.float16) == 2 ** -11
     assert tolerance_for(torch.bfloat16, 28) == pytest.approx(2 ** -8 * 140 ** 0.5)  # 0.046: Higgs Audio V2
@@ -200,5 +216,6 @@ def test_health_says_auto_resolved_to_eager(tiny_model_dir, tmp_path):
         server.stop()
     assert model["decode"]["path"] == "eager" and model["decode"]["setting"] == "auto"
     assert "DECODE_PATH=auto off a GPU" in model["decode"]["reason"] and model["decode"]["self_check"] is None
+    assert model["decode"]["graph_failure"] is None  # no graph was ever captured, none failed
     assert model["canary"] is None  # no fitness checks run in the HTTP server
     assert "decode path eager: DECODE_PATH=auto off a GPU" in (tmp_path / "logs" / "server.log").read_text()
