@@ -65,3 +65,11 @@ def test_self_bench_at_start_logs_its_table(env, monkeypatch, caplog):
     engine.close()
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("self-benchmark (SELF_BENCH=1)")]
     assert len(logged) == 1 and "| 1 | " in logged[0] and "time to first audio, 2 streams at once" in logged[0]
+
+
+def test_the_random_model_keeps_float32_rotary_frequencies_as_loaded_weights_do():
+    import torch
+
+    model, _ = benchmark.build_model(True, torch.device("cpu"), torch.bfloat16)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert model.model.rotary_emb.inv_freq.dtype == torch.float32  # bf16 positions would blur past a few hundred

@@ -60,10 +60,12 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, layers: in
                 param.fill_(1.0)
             else:
                 param.normal_(0.0, 0.02, generator=generator)
-        model.model.rotary_emb = HiggsAudioV2RotaryEmbedding(config).to(device)
         model.model.embed_audio_tokens.audio_tokens_offsets = (
             torch.arange(config.num_codebooks, device=device) * config.codebook_size)
-    return model.to(dtype).eval(), config
+    model = model.to(dtype)
+    # after the cast: the rotary frequencies stay float32, as loading real weights in ``dtype`` leaves them
+    model.model.rotary_emb = HiggsAudioV2RotaryEmbedding(config).to(device)
+    return model.eval(), config
 
 
 def decode_step_bytes(model) -> int:
