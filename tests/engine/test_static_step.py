@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -151,8 +153,6 @@ def test_decode_path_setting_builds_the_fast_engine_with_the_same_speech(tiny_mo
 @pytest.mark.parametrize("fast", [False, True])
 def test_cancelling_a_row_after_the_cache_grew_leaves_the_others_running(engine, inputs, fast):
     """The grown cache's tensors are inference tensors: closing the cancelled row's hole must still work."""
-    import threading
-
     scheduler = Scheduler(engine.model, max_batch=4, capacity=8, fast=fast)
     cancel = threading.Event()
     try:
@@ -170,6 +170,29 @@ def test_cancelling_a_row_after_the_cache_grew_leaves_the_others_running(engine,
     assert max(seen) > 8 and doomed.cancelled  # it grew while the rows ran...
     assert scheduler.cache.capacity == 8  # ...and was given back once they had gone
     assert other.error is None and len(other.frames) == 30
+
+
+def test_a_failed_step_frees_its_slots_so_padding_rows_stay_inside_a_shrunk_cache(engine, inputs):
+    """A step that raises (out of memory, say) fails its rows; their slots must be free as ``_remove`` leaves them,
+    at position 0, or the fixed-shape path's padding rows later write at a stale position past a cache that shrank
+    (an index out of bounds: on CUDA a device-side assert that ends the process)."""
+    scheduler = Scheduler(engine.model, max_batch=4, capacity=16, fast=True)
+    scheduler.static.fixed_shapes = True  # what a GPU runs: every bucket row, padding included, writes its slot
+    try:
+        long = [job(inputs[i], seed=i, frames=60) for i in range(4)]
+        started = [threading.Event() for _ in long]
+        for j, seen in zip(long, started):
+            j.on_frame = lambda frame, j=j, seen=seen: seen.set() if len(j.frames) >= 25 else None
+            scheduler.submit(j)
+        assert all(seen.wait(60) for seen in started)
+        scheduler.inject_fault = RuntimeError("a step that failed, not the device")
+        assert all(j.done.wait(60) for j in long) and all(j.error is not None for j in long)
+        assert scheduler.positions.tolist() == [0] * len(scheduler.positions)
+        assert scheduler.cache.capacity == 16  # grown for the long rows, given back with them
+        frames = run(scheduler, [job(inputs[6 + i], seed=i, frames=5) for i in range(3)])  # padded to bucket 4
+    finally:
+        scheduler.close()
+    assert [len(f) for f in frames] == [5, 5, 5]
 
 
 class ReplayedOnTheCpu:
@@ -223,6 +246,84 @@ def test_the_graph_path_replays_captured_steps_and_captures_again_when_the_cache
     assert replayed.static.captures > captures_before_growth  # a longer context and a grown cache: new shapes
 
 
+def test_graphs_are_captured_again_after_a_grow_and_shrink_back_to_the_same_capacity(engine, monkeypatch):
+    """Graphs hold the addresses of the cache's tensors: a grow then a shrink between two steps leaves the capacity
+    as it was but the tensors new (Python may even give them the old ids), so the graphs must go."""
+    from higgs_worker.engine.scheduler import SlotCache
+    from higgs_worker.engine.static_step import StaticStep
+
+    cache = SlotCache(layers=1, rows=2, kv_heads=1, head_dim=4, capacity=8, dtype=torch.float32,
+                      device=torch.device("cpu"))
+    step = StaticStep.__new__(StaticStep)  # only the capture bookkeeping: no model behind it
+    step.cache, step._captured, step._captured_for, step._pool, step.captures = cache, {}, None, None, 0
+    captured: list[torch.Tensor] = []  # the tensor each "graph" reads, fixed at capture as a graph's addresses are
+
+    class Graph:
+        def __init__(self, read: torch.Tensor) -> None:
+            self.read, self.out = read, read.sum().reshape(1)
+
+        def replay(self) -> None:
+            self.out.copy_(self.read.sum().reshape(1))
+
+    def capture(self, key, fn):
+        captured.append(cache.keys[0])
+        graph = Graph(cache.keys[0])
+        return graph, graph.out
+
+    monkeypatch.setattr(StaticStep, "_capture", capture)
+    step._replay(("k",), None)
+    step._replay(("k",), None)
+    assert len(captured) == 1  # replayed, not captured again
+    cache.ensure(40)
+    step._replay(("k",), None)
+    assert len(captured) == 2 and cache.capacity == 64  # grown: captured again
+    assert cache.shrink(0) and cache.capacity == 8
+    cache.keys[0].fill_(1.0)  # the new tensors' contents
+    assert step._replay(("k",), None).item() == 2 * 8 * 4  # read from the tensors of now, not the freed ones
+    assert len(captured) == 3
+
+
+@pytest.mark.parametrize("failure", ["unsupported", "fatal", "memory"])
+def test_a_graph_that_cannot_be_captured(engine, inputs, monkeypatch, failure):
+    """An op the capture refuses would fail every request alike: the scheduler serves on without graphs, same
+    frames, and says why. A fatal device error ends the device; running out of memory fails only that step."""
+    from higgs_worker.engine.static_step import StaticStep
+
+    errors = {"unsupported": RuntimeError("operation not permitted when stream is capturing"),
+              "fatal": RuntimeError("CUDA error: an illegal memory access was encountered"),
+              "memory": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")}
+
+    def capture(self, key, fn):
+        raise errors[failure]
+
+    monkeypatch.setattr(StaticStep, "_capture", capture)
+    fixed = Scheduler(engine.model, max_batch=4, capacity=8, fast=True)
+    fixed.static.fixed_shapes = True
+    refused = Scheduler(engine.model, max_batch=4, capacity=8, fast=True, graphs=True)
+    try:
+        want = run(fixed, [job(inputs[i], seed=i, frames=12) for i in range(3)])
+        jobs = [job(inputs[i], seed=i, frames=12) for i in range(3)]
+        for j in jobs:
+            refused.submit(j)
+        assert all(j.done.wait(60) for j in jobs)
+        if failure == "unsupported":
+            assert [j.error for j in jobs] == [None] * 3
+            for a, b in zip(want, [torch.stack(j.frames) for j in jobs], strict=True):
+                assert torch.equal(a, b)
+            assert not refused.static.graphs and refused.fault is None
+            assert "operation not permitted when stream is capturing" in refused.graph_failure
+            assert len(run(refused, [job(inputs[4], frames=5)])[0]) == 5  # and it goes on serving
+        elif failure == "fatal":
+            assert all(j.error is not None for j in jobs) and refused.fault is not None
+            assert refused.graph_failure is None
+        else:
+            assert all(isinstance(j.error, torch.OutOfMemoryError) for j in jobs) and refused.fault is None
+            assert refused.static.graphs and refused.graph_failure is None  # the next step captures again
+    finally:
+        fixed.close()
+        refused.close()
+
+
 def test_the_next_step_is_launched_before_a_steps_frames_are_handled(engine, inputs):
     """The host overlaps the device: when a decode step's frame reaches its request, the next step is already
     launched (but for the last, which no row needs)."""
@@ -250,8 +351,6 @@ def test_the_next_step_is_launched_before_a_steps_frames_are_handled(engine, inp
 def test_overlapped_steps_keep_every_rows_codes_through_joins_cancels_and_a_growing_cache(engine, inputs):
     """Rows join, leave and are cancelled while a step is in flight, the cache grows under it: each request's
     seeded frames stay those it makes alone on the eager path."""
-    import threading
-
     sampled = dict(temperature=0.9, top_k=40, top_p=0.9, ras=7)
     lengths = (30, 12, 40, 20)
     eager = Scheduler(engine.model, max_batch=4, capacity=8)

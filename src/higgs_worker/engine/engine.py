@@ -84,6 +84,11 @@ class Engine:
         if warmup:
             self.warm_up()
 
+    def decode_report(self) -> dict:
+        """The decode path in use, why, and the self-check's figures, with what serving has found since: a graph
+        capture that failed (``graph_failure``) leaves the fast path running without graphs."""
+        return {**self.decode_choice.as_dict(), "graph_failure": self.scheduler.graph_failure}
+
     def warm_up(self) -> float:
         """One short generation and decode, so the first request pays no kernel selection or compilation."""
         start = time.perf_counter()

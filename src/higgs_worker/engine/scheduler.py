@@ -35,7 +35,7 @@ from ..core.errors import DeviceFault
 from .codes import end_column
 from .prefill import PiecewisePrefill
 from .sampling import DelayState, RowSettings, SlotState, choose_frames
-from .static_step import StaticStep, bucket_for
+from .static_step import CaptureFailed, StaticStep, bucket_for
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class SlotCache:
         self.capacity = capacity
         self.initial = capacity  # what the cache goes back to once the rows that grew it have gone
         self.peak = capacity  # the most it has held since it was made (it shrinks back once idle)
+        self.generation = 0  # counts reallocations: captured graphs hold the addresses of one generation's tensors
         self.positions: torch.Tensor | None = None  # (active,) write positions of this step
         self.span = 0  # keys visible this step
         self.row_offset = 0  # first cache row of the rows in this forward pass
@@ -152,6 +153,7 @@ class SlotCache:
                 grown[:, :, : self.capacity] = t
                 store[i] = grown
         self.capacity = new
+        self.generation += 1
         self.peak = max(self.peak, new)
 
     def shrink(self, needed: int) -> bool:
@@ -167,6 +169,7 @@ class SlotCache:
             for i, t in enumerate(store):
                 store[i] = t[:, :, :new].clone()
         self.capacity = new
+        self.generation += 1
         return True
 
     @property
@@ -287,6 +290,8 @@ class Scheduler:
         self.fault: DeviceFault | None = None  # set once the device failed unrecoverably: every job fails with it
         #: Test hook: an exception raised at the next decode step as if the model had raised it (then cleared).
         self.inject_fault: BaseException | None = None
+        #: Why the fast path serves without CUDA graphs, once a capture has failed (None while it has not).
+        self.graph_failure: str | None = None
         self._forward = self._decode_forward
         if compile_decode:  # GPU fast path: fewer kernel launches per step; shapes vary, so dynamic
             self._forward = torch.compile(self._decode_forward, dynamic=True)
@@ -354,14 +359,24 @@ class Scheduler:
                     self.declare_fault(exc)  # the next turn fails the rows in flight and everything queued
                     continue
                 log.exception("decode step failed; failing %d request(s)", len(self.rows))
-                for row in self.rows:
+                failed, self.rows = self.rows, []
+                self._free_all_slots()
+                for row in failed:
                     self._finish(row, error=exc)
-                self.rows = []
         for row in self.rows:
             self._finish(row, error=SchedulerClosed("the scheduler stopped"))
         self._drop_filling(SchedulerClosed("the scheduler stopped"))
         while not self.pending.empty():
             self._fail(self.pending.get_nowait(), SchedulerClosed("the scheduler stopped"))
+
+    def _free_all_slots(self) -> None:
+        """Every slot free, as :meth:`_remove` leaves one, before the failed rows are told: the fixed-shape path's
+        padding rows write at a free slot's position, which must stay inside the cache once it shrinks."""
+        try:
+            self.positions.zero_()
+            self.cache.shrink(0)
+        except Exception:  # noqa: BLE001 - the rows are failed either way; the next step tells whether it serves
+            log.exception("could not reset the free slots after a failed step")
 
     def _admit(self) -> None:
         """Prefill waiting requests into free slots: all at once when no row is decoding, else a bounded piece of
@@ -529,7 +544,13 @@ class Scheduler:
         rows = list(self.rows)
         lengths = [r.length + r.pending for r in rows]  # the positions filled on the device
         self.cache.ensure(max(lengths) + 1)
-        chosen = self.static.step(len(rows), lengths)
+        try:
+            chosen = self.static.step(len(rows), lengths)
+        except CaptureFailed as exc:
+            if is_fatal_device_error(exc):
+                raise
+            self._serve_without_graphs(exc)
+            chosen = self.static.step(len(rows), lengths)
         # copied now, before anything is launched after it: a replayed graph writes its next frames in place
         host = self._host_frames[self._next_buffer][: len(rows)]
         self._next_buffer ^= 1
@@ -541,6 +562,14 @@ class Scheduler:
         for row in rows:
             row.pending += 1
         return _Flight(rows=rows, frames=host, ready=ready)
+
+    def _serve_without_graphs(self, exc: CaptureFailed) -> None:
+        """A graph that cannot be captured would fail every request the same way: run the fast path's fixed shapes
+        (the computation the self-check compared) without graphs from now on, slower but serving, and say so."""
+        self.graph_failure = str(exc)[:500]
+        self.static.drop_graphs()
+        log.error("serving without CUDA graphs from now on (the fast path's batched steps, launched one kernel at "
+                  "a time): %s", exc, exc_info=exc)
 
     def _land(self, flight: _Flight) -> None:
         """Hand a launched step's frames to its rows that are still active; finished rows leave."""

@@ -96,6 +96,10 @@ def decode_and_choose(model, keys: list[torch.Tensor], values: list[torch.Tensor
     return choose_frames(logits, slots, stream_bos, stream_eos, candidates, branch_free=branch_free)
 
 
+class CaptureFailed(RuntimeError):
+    """A decode step's CUDA graph could not be captured (for want of memory it is not: that is raised as it is)."""
+
+
 class StaticStep:
     """Runs the scheduler's decode steps on fixed shapes, from captured CUDA graphs where ``graphs`` is set."""
 
@@ -115,7 +119,7 @@ class StaticStep:
         #: graphs; settable without them, to run the captured computation eagerly (the CPU tests do).
         self.fixed_shapes = graphs
         self._captured: dict[tuple, tuple[torch.cuda.CUDAGraph, object]] = {}  # shape key -> graph, its outputs
-        self._captured_for: tuple[int, int] | None = None  # (capacity, id of layer 0's keys) of the graphs
+        self._captured_for: int | None = None  # the cache generation the graphs were captured on
         self._pool = None
         self.captures = 0
 
@@ -160,18 +164,31 @@ class StaticStep:
 
     def _replay(self, key: tuple, fn: Callable):
         """Replay the graph captured for ``key`` (capturing ``fn`` the first time); its outputs."""
-        layout = (self.cache.capacity, id(self.cache.keys[0]))
-        if layout != self._captured_for:  # the cache grew: its tensors moved, so the graphs point at freed memory
+        # A counter, not the tensors' ids or addresses, which a grow then a shrink between two steps may hand out
+        # again for new tensors
+        layout = self.cache.generation
+        if layout != self._captured_for:  # the cache was reallocated: the graphs point at freed memory
             self._captured.clear()
             self._pool = None  # and their memory pool goes with them: the next capture starts a new one
             self._captured_for = layout
         entry = self._captured.get(key)
         if entry is None:
-            entry = self._capture(key, fn)
+            try:
+                entry = self._capture(key, fn)
+            except torch.OutOfMemoryError:
+                raise  # recovered from as any step's: the rows fail, the graphs stay
+            except Exception as exc:  # noqa: BLE001 - named for the scheduler, which decides what follows
+                raise CaptureFailed(f"capturing the decode graph for {key} failed: {exc}") from exc
             self._captured[key] = entry
         graph, outputs = entry
         graph.replay()
         return outputs
+
+    def drop_graphs(self) -> None:
+        """Run the same fixed shapes without graphs from now on (after a capture failed)."""
+        self.graphs = False
+        self._captured.clear()
+        self._pool = None
 
     def _capture(self, key: tuple, fn: Callable):
         side = torch.cuda.Stream()

@@ -290,7 +290,7 @@ def _engine_state(request: Request) -> dict[str, Any]:
         return {"state": "ready", "decoding": scheduler.active, "waiting": scheduler.pending.qsize(),
                 "source": engine.loaded.source or None,
                 # the decode path in use, why, the self-check's figures; the spoken canary where fitness checks ran
-                "decode": engine.decode_choice.as_dict(), "canary": engine.canary}
+                "decode": engine.decode_report(), "canary": engine.canary}
     if holder.error is not None:  # a generic reason and an error id: the detail (paths, ...) is in the log
         return {"state": "failed", "error": public_error(holder.error)}
     return {"state": "loading" if holder.loading else "not_loaded"}
