@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from higgs_worker.core import settings as settings_module
@@ -101,6 +102,13 @@ def service(env, engine, voices_dir):
     return SpeechService(get_settings(), holder=EngineHolder(lambda: engine))
 
 
+@pytest.fixture(scope="module")
+def http(server):
+    """A plain HTTP client of the test module's own ``server`` fixture (the real server in a subprocess)."""
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+
+
 @pytest.fixture()
 def client_for(service):
     """``make(**settings)``: a TestClient around the real app and the tiny engine, with those settings changed;
@@ -159,6 +167,23 @@ class S3Server:
 
     def env(self) -> dict[str, str]:
         return {**S3_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def job_runner(self, service, **settings):
+        """A job runner of ``service`` that stores in this server, with ``settings`` (``s3_bucket=...``) set."""
+        from pydantic import SecretStr
+
+        from higgs_worker.jobs.runner import JobRunner
+        from higgs_worker.jobs.storage import Storage
+
+        configured = service.settings
+        configured.aws_endpoint_url = self.endpoint
+        configured.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
+        configured.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
+        for name, value in settings.items():
+            setattr(configured, name, value)
+        runner = JobRunner(service)
+        runner._storage = Storage(configured)
+        return runner
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import json
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -114,3 +115,21 @@ class FakeRunPod(LoopbackHTTPServer):
             "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
             "RUNPOD_SKIP_GPU_CHECK": "true",
         }
+
+
+def unfit_worker_exit_code(env: dict[str, str], cwd: Path, timeout: float) -> int:
+    """``higgs-worker handler`` (``env`` over the session's environment) with one job waiting on a fake control
+    plane: a worker whose fitness checks fail must end without taking it. Asserts that no job was taken and no
+    result posted; returns the worker's exit code."""
+    from servers import runpod_worker
+
+    with FakeRunPod() as plane:
+        plane.add_job("job-never", {"transcript": "Nobody should take this.", "max_new_tokens": 8})
+        proc = runpod_worker({**env, **plane.worker_env()}, cwd)
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert plane.taken == [] and plane.results == {}
+    return code

@@ -132,8 +132,8 @@ def run_coroutine(coro):
 
 def runpod_worker(env_extra: dict[str, str], cwd: Path, args: tuple[str, ...] = ()):
     """``higgs-worker handler`` (the RunPod queue worker) with the session's environment, minus RunPod and AWS
-    variables, plus ``env_extra``; its output goes to ``cwd/worker-PORT.log``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "AWS_"))}
+    variables and demo mode, plus ``env_extra``; its output goes to ``cwd/worker-PORT.log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "AWS_", "HIGGS_DEMO"))}
     env.update(env_extra)
     env["PYTHONUNBUFFERED"] = "1"
     log = open(cwd / f"worker-{free_port()}.log", "w")  # noqa: SIM115 - lives as long as the process

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import soundfile as sf
 
-from fake_runpod import FakeRunPod
+from fake_runpod import FakeRunPod, unfit_worker_exit_code
 from servers import runpod_worker as worker
 from servers import free_port, wait_until
 
@@ -125,16 +125,7 @@ def test_fitness_check_fails_a_broken_model_folder_before_any_job(model_env, tmp
     (broken / "model" / "model.safetensors").unlink()
     env = {**model_env, "MODEL_PATH": str(broken / "model"), "TOKENIZER_PATH": str(broken / "tokenizer"),
            "AUTO_FETCH_MODELS": "false"}
-    with FakeRunPod() as plane:
-        plane.add_job("job-never", {"transcript": "Nobody should take this.", **SMALL})
-        proc = worker({**env, **plane.worker_env()}, tmp_path)
-        try:
-            code = proc.wait(timeout=180)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert plane.taken == [] and plane.results == {}
-    assert code != 0
+    assert unfit_worker_exit_code(env, tmp_path, timeout=180) != 0
     log = (tmp_path / "logs" / "server.log").read_text()
     assert f"fitness check model_folders failed: MODEL_PATH {broken / 'model'} has no weights" in log
 

@@ -42,12 +42,6 @@ def server(tiny_model_dir, tmp_path_factory):
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=120) as client:
-        yield client
-
-
 def peak_rss(pid: int) -> int:
     """The process's peak resident memory so far (VmHWM), in bytes: the kernel tracks it, nothing is sampled."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -4,7 +4,6 @@ queued (the webhook guard at its defaults included)."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from fixture_voices import encoded
@@ -22,12 +21,6 @@ def server(tiny_model_dir, tmp_path_factory):
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=120) as client:
-        yield client
 
 
 SHORT = {"transcript": "Short and sweet.", "max_new_tokens": 20, "seed": 2, "format": "pcm"}

@@ -4,13 +4,10 @@ to `S3_BUCKET` when the job names no bucket), whatever the size of the audio."""
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
 
-from conftest import S3_ENV
 from higgs_worker.core.errors import RequestError
 from higgs_worker.jobs.request import JobRequest
 from higgs_worker.jobs.runner import JobRunner
-from higgs_worker.jobs.storage import Storage
 
 SMALL = {"max_new_tokens": 30, "seed": 2}
 
@@ -29,13 +26,7 @@ def test_a_key_without_any_bucket_is_refused_before_any_work_even_when_the_audio
 def test_a_key_without_a_bucket_goes_to_the_configured_bucket_even_when_the_audio_fits_inline(service, s3, monkeypatch):
     for k, v in s3.env().items():
         monkeypatch.setenv(k, v)
-    settings = service.settings
-    settings.aws_endpoint_url = s3.endpoint
-    settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
-    settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
-    settings.s3_bucket = "audio-out"
-    runner = JobRunner(service)
-    runner._storage = Storage(settings)
+    runner = s3.job_runner(service, s3_bucket="audio-out")
     assert JobRequest.parse({"transcript": "x", "s3_key": "named/x.wav"}).s3_bucket == "audio-out"
     out = runner.run_job({"transcript": "Kept where I said.", "s3_key": "named/kept.wav", **SMALL})
     assert "error" not in out and "audio_base64" not in out

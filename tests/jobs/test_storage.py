@@ -69,16 +69,8 @@ def test_allowed_buckets(env, allowed, default, bucket, ok):
 def s3_runner(service, s3, monkeypatch):
     for k, v in s3.env().items():
         monkeypatch.setenv(k, v)
-    settings = service.settings
-    settings.aws_endpoint_url = s3.endpoint
-    from pydantic import SecretStr
-
-    settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
-    settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
-    settings.s3_allowed_buckets = "audio-out,no-such-bucket"  # no bucket is allowed unless configured
-    runner = JobRunner(service)
-    runner._storage = Storage(settings)
-    return runner
+    # no bucket is allowed unless configured
+    return s3.job_runner(service, s3_allowed_buckets="audio-out,no-such-bucket")
 
 
 def test_upload_and_presigned_url(s3_runner, s3):
@@ -131,15 +123,7 @@ def test_s3_stopped_mid_service(service, monkeypatch):
     server = S3Server()
     server.start()
     server.client().create_bucket(Bucket="audio-out")
-    from pydantic import SecretStr
-
-    settings = service.settings
-    settings.aws_endpoint_url = server.endpoint
-    settings.aws_access_key_id = SecretStr(S3_ENV["AWS_ACCESS_KEY_ID"])
-    settings.aws_secret_access_key = SecretStr(S3_ENV["AWS_SECRET_ACCESS_KEY"])
-    settings.s3_allowed_buckets = "audio-out"
-    runner = JobRunner(service)
-    runner._storage = Storage(settings)
+    runner = server.job_runner(service, s3_allowed_buckets="audio-out")
     first = runner.run_job({"transcript": "Before.", "s3_bucket": "audio-out", **SMALL})
     assert "s3" in first
     server.stop()
