@@ -62,7 +62,8 @@ def _speak(service, request, mode: str):
         return service.synthesize(request)
     display = ProgressDisplay(bar)
     try:
-        return service.synthesize(request, progress=display if bar else Throttled(display, 2.0, chunk_ends=True))
+        lines = Throttled(display, service.settings.progress_interval_s, chunk_ends=True)
+        return service.synthesize(request, progress=display if bar else lines)
     finally:
         display.close()
 

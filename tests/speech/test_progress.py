@@ -13,11 +13,11 @@ LONG = " ".join(f"Sentence number {i} is here to make one more chunk of speech."
 def test_a_report_says_its_share_and_speed():
     p = Progress(chunks_done=2, chunks_total=8, chunk=3, audio_s=4.0, elapsed_s=2.0)
     assert p.fraction == 2.5 / 8  # the chunk under way counts half
-    assert p.realtime_factor == 0.5
+    assert p.elapsed_over_audio == 0.5
     assert p.as_dict() == {"stage": "generating", "chunks_done": 2, "chunks_total": 8, "chunk": 3,
-                           "audio_seconds": 4.0, "elapsed_s": 2.0, "realtime_factor": 0.5}
+                           "audio_seconds": 4.0, "elapsed_s": 2.0, "elapsed_over_audio": 0.5}
     unplanned = Progress(chunks_done=0, chunks_total=None, chunk=1, audio_s=0.0, elapsed_s=1.0)
-    assert unplanned.fraction is None and unplanned.realtime_factor is None
+    assert unplanned.fraction is None and unplanned.elapsed_over_audio is None
     assert Progress(3, 3, 3, 1.0, 1.0).fraction == 1.0
 
 
@@ -35,13 +35,13 @@ def test_the_display_writes_lines_or_a_bar():
     out = io.StringIO()
     lines = ProgressDisplay(bar=False, stream=out)
     lines(Progress(1, 4, 2, 3.25, 1.3))
-    assert out.getvalue() == "chunk 2 of 4 (1 done), 3.2 s of audio, real-time factor 0.40, 1.3 s\n"
+    assert out.getvalue() == "chunk 2 of 4 (1 done), 3.2 s of audio, 0.40 s per second of it, 1.3 s\n"
     out = io.StringIO()
     bar = ProgressDisplay(bar=True, stream=out)
     bar(Progress(1, 4, 2, 3.25, 1.3))
     bar(Progress(3, 4, 4, 9.0, 3.0))
     bar.close()
-    assert "3/4" in out.getvalue() and "9.0 s of audio, real-time factor 0.33" in out.getvalue()
+    assert "3/4" in out.getvalue() and "9.0 s of audio, 0.33 s per second of it" in out.getvalue()
 
 
 def test_synthesize_reports_every_chunk_and_the_audio_made(service):
@@ -132,3 +132,29 @@ def test_a_chunk_checked_and_made_again_reports_while_each_attempt_runs(service,
     assert {n for n, _ in during} == {1, 2, 3}  # reports while each attempt ran, the two retries included
     assert all(p.audio_s == 0 for _, p in during)
     assert seen[-1].chunks_done == 1 and seen[-1].audio_s == result.frames / service.engine.frame_rate
+
+
+def test_a_streamed_job_reports_the_audio_sent_while_its_only_chunk_is_made(service, monkeypatch, caplog):
+    """A one-chunk stream sends audio before the chunk ends: its reports count what was sent, and a store that
+    fails to take a report never fails the job."""
+    from higgs_worker.jobs.runner import JobRunner
+
+    monkeypatch.setattr(service.settings, "progress_interval_s", 0.0)
+    monkeypatch.setattr(service.engine.scheduler, "stream_eos", -1)  # the chunk runs to its 60 frames
+    reports: list[dict] = []
+    pieces: list[dict] = []
+    out = JobRunner(service).run_job({"transcript": "One chunk, streamed.", "stream": True, "format": "pcm",
+                                      "max_new_tokens": 60, "seed": 5}, emit=pieces.append,
+                                     progress=reports.append)
+    assert "error" not in out and out["chunks"] == 1 and len(pieces) >= 2
+    assert reports and all(r["chunks_done"] == 0 and r["chunks_total"] == 1 for r in reports)
+    assert reports[-1]["audio_seconds"] > 0  # counted as it was sent, not once the chunk had ended
+    assert [r["audio_seconds"] for r in reports] == sorted(r["audio_seconds"] for r in reports)
+
+    def refused(report: dict) -> None:
+        raise ConnectionError("the job store went away")
+
+    out = JobRunner(service).run_job({"transcript": "One chunk, streamed.", "stream": True, "format": "pcm",
+                                      "max_new_tokens": 20, "seed": 5}, emit=pieces.append, progress=refused)
+    assert "error" not in out and out["chunks"] == 1
+    assert "progress reports stopped for this request: ConnectionError" in caplog.text

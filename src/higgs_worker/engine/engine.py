@@ -9,6 +9,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,8 +168,15 @@ class Engine:
                   seed=seed, cancel=cancel, on_frame=on_frame, stop_at_eos=sampling.stop_at_eos)
         return self.scheduler.submit(job)
 
-    def finish(self, job: Job) -> Generation:
-        """Wait for ``job``; its plain codes, or :class:`Cancelled` / the error it failed with."""
+    def frames_made(self, job: Job) -> int:
+        """Plain frames ``job`` has made so far: its steps less the delay pattern's lead."""
+        return max(0, len(job.frames) - self.num_codebooks - 1)
+
+    def finish(self, job: Job, on_wait: Callable[[int], None] | None = None, every_s: float = 1.0) -> Generation:
+        """Wait for ``job``; its plain codes, or :class:`Cancelled` / the error it failed with. ``on_wait`` is
+        told the frames made so far every ``every_s`` while it runs."""
+        while on_wait is not None and not job.done.wait(every_s):
+            on_wait(self.frames_made(job))
         job.done.wait()
         if job.cancelled:
             raise Cancelled()
@@ -183,12 +191,13 @@ class Engine:
                           seconds=job.finished_s, first_frame_s=job.first_frame_s,
                           truncated=job.stop_at_eos and not job.ended_at_eos)
 
-    def generate(self, prompt: Prompt, sampling: Sampling, seed: int,
-                 cancel: threading.Event | None = None) -> Generation:
-        """Generate the audio codes that answer ``prompt``; seeded, so the same call gives the same codes."""
+    def generate(self, prompt: Prompt, sampling: Sampling, seed: int, cancel: threading.Event | None = None,
+                 on_wait: Callable[[int], None] | None = None, every_s: float = 1.0) -> Generation:
+        """Generate the audio codes that answer ``prompt``; seeded, so the same call gives the same codes.
+        ``on_wait`` and ``every_s`` as for :meth:`finish`."""
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        return self.finish(self.start(prompt, sampling, seed, cancel))
+        return self.finish(self.start(prompt, sampling, seed, cancel), on_wait, every_s)
 
     def stream_decode(self, codes: torch.Tensor) -> np.ndarray:
         """:meth:`decode` for a streaming window: batched with the windows of other streams where enabled."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from ..audio import MEDIA_TYPES
 from ..core.errors import Cancelled, RequestError, StorageError, public_error
 from ..core.results import SpeechResult
 from ..speech import SpeechService
-from ..speech.progress import Progress, Throttled
+from ..speech.progress import Progress, ProgressSink, Throttled, guarded
 from .request import JobRequest
 from .storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 class JobRunner:
@@ -69,7 +72,9 @@ class JobRunner:
             output.setdefault("timings", {})["queue"] = round(queued_s, 4)
         return output
 
-    def _progress_sink(self, progress: Callable[[dict[str, Any]], None] | None) -> Throttled | None:
+    def _progress_sink(self, progress: Callable[[dict[str, Any]], None] | None) -> ProgressSink | None:
+        """``progress`` told at most every ``PROGRESS_INTERVAL_S``, never of the end (the result says it), and
+        harmless: a store that fails to take a report never fails the job."""
         if progress is None:
             return None
 
@@ -77,7 +82,7 @@ class JobRunner:
             if report.chunks_total is None or report.chunks_done < report.chunks_total:  # the end says itself
                 progress(report.as_dict())
 
-        return Throttled(tell, self.settings.progress_interval_s)
+        return guarded(Throttled(tell, self.settings.progress_interval_s), log)
 
     def deliver(self, result: SpeechResult, request: JobRequest, job_id: str | None) -> dict[str, Any]:
         """Inline base64 when it fits, S3 when asked or when too large for inline and a bucket is configured."""
@@ -127,7 +132,7 @@ class JobRunner:
                 output["s3"][name] = {"key": uploaded.key, "url": uploaded.url, "presigned_url": uploaded.presigned_url}
 
     def _run_streamed(self, request: JobRequest, cancel: threading.Event | None,
-                      emit: Callable[[dict[str, Any]], None], progress: Throttled | None) -> dict[str, Any]:
+                      emit: Callable[[dict[str, Any]], None], progress: ProgressSink | None) -> dict[str, Any]:
         """Emit the encoded audio in pieces of at most ``STREAM_CHUNK_BYTES``; return the metadata."""
         stream = self.service.synthesize_stream(request, cancel)
         limit = self.settings.stream_chunk_bytes

@@ -34,16 +34,17 @@ class Progress:
         return min(1.0, (self.chunks_done + under_way) / self.chunks_total)
 
     @property
-    def realtime_factor(self) -> float | None:
-        """Seconds spent per second of audio made (below 1: faster than real time)."""
+    def elapsed_over_audio(self) -> float | None:
+        """Seconds since the request started per second of audio made (below 1: faster than real time). Wall time,
+        reference encoding and checks included: not the result's ``real_time_factor`` (generation time only)."""
         return self.elapsed_s / self.audio_s if self.audio_s > 0 else None
 
     def as_dict(self) -> dict[str, float | int | None]:
         """The JSON a job's ``/status`` and RunPod's progress updates carry while the job runs."""
-        rtf = self.realtime_factor
+        ratio = self.elapsed_over_audio
         return {"stage": "generating", "chunks_done": self.chunks_done, "chunks_total": self.chunks_total,
                 "chunk": self.chunk, "audio_seconds": round(self.audio_s, 2), "elapsed_s": round(self.elapsed_s, 2),
-                "realtime_factor": None if rtf is None else round(rtf, 3)}
+                "elapsed_over_audio": None if ratio is None else round(ratio, 3)}
 
 
 ProgressSink = Callable[[Progress], None]
@@ -101,8 +102,9 @@ class ProgressDisplay:
         self._use_bar = bar
 
     def __call__(self, progress: Progress) -> None:
-        rtf = progress.realtime_factor
-        facts = f"{progress.audio_s:.1f} s of audio" + (f", real-time factor {rtf:.2f}" if rtf is not None else "")
+        ratio = progress.elapsed_over_audio
+        facts = f"{progress.audio_s:.1f} s of audio" + (f", {ratio:.2f} s per second of it" if ratio is not None
+                                                        else "")
         if not self._use_bar:
             of = f" of {progress.chunks_total}" if progress.chunks_total else ""
             print(f"chunk {progress.chunk}{of} ({progress.chunks_done} done), {facts}, {progress.elapsed_s:.1f} s",

@@ -189,15 +189,14 @@ class SpeechService:
             retry_budget += self.settings.verify_max_frames_ratio * sampling.max_new_tokens  # checks' frame budget
             job = engine.start(context.prompt(chunk, kept), sampling, record.seed + index, cancel, on_frame)
             yield job
-            result = self._count(record, self._finish(engine, job, record, progress, spec is None))
+            # an attempt the speech check may refuse counts no audio while it is made
+            result = self._count(record, engine.finish(job, *self._waiting(engine, record, progress, spec is None)))
             if spec is not None:
                 prompt = context.prompt(chunk, kept)
 
                 def again(seed: int, prompt=prompt, sampling=sampling):  # another attempt, reporting as it goes
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled()
-                    return self._count(record, self._finish(engine, engine.start(prompt, sampling, seed, cancel),
-                                                            record, progress, False))
+                    return self._count(record, engine.generate(prompt, sampling, seed, cancel,
+                                                               *self._waiting(engine, record, progress, False)))
 
                 result, report = quality.check_chunk(
                     index, chunk, record.seed + index, spec, result, generate=again,
@@ -229,13 +228,14 @@ class SpeechService:
         record.timings["generate"] = record.generation_s
 
     @staticmethod
-    def _finish(engine: Engine, job: Job, record: Record, progress: ProgressSink | None, count_frames: bool):
-        """``engine.finish(job)``, telling ``progress`` every ``PROGRESS_EVERY_S`` meanwhile: the frames so far,
-        less the delay pattern's lead, when ``count_frames`` (an attempt the speech check may refuse counts none)."""
-        while progress is not None and not job.done.wait(PROGRESS_EVERY_S):
-            made = max(0, len(job.frames) - engine.num_codebooks - 1) if count_frames else 0
-            progress(record.progress(engine.frame_rate, made))
-        return engine.finish(job)
+    def _waiting(engine: Engine, record: Record, progress: ProgressSink | None,
+                 count_frames: bool) -> tuple[Callable[[int], None] | None, float]:
+        """What the engine tells while a chunk is generated (``on_wait``, ``every_s``): ``progress`` of the request,
+        the chunk's frames so far included when ``count_frames``."""
+        if progress is None:
+            return None, PROGRESS_EVERY_S
+        return (lambda made: progress(record.progress(engine.frame_rate, made if count_frames else 0)),
+                PROGRESS_EVERY_S)
 
     @staticmethod
     def _count(record: Record, generation):

@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,9 +76,11 @@ class SpeechStream:
             record.timings["first_audio"] = record.first_audio_s
 
     def progress(self) -> Progress:
-        """How far the stream has come: chunks done of the plan, audio made (once iteration has begun). Cheap: the
-        SSE route asks it for every piece, on the event loop."""
-        return self._record.progress(self._frame_rate or 1)
+        """How far the stream has come: chunks done of the plan, and the audio sent so far (a chunk's audio goes
+        out while it is made, before the chunk's frames are counted). Cheap: the SSE route asks it for every
+        piece, on the event loop."""
+        made = self._record.progress(self._frame_rate or 1)
+        return replace(made, audio_s=self.samples / self.sample_rate) if self.sample_rate else made
 
     def _pieces(self, engine: Engine, decoder: StreamDecoder, record: Record) -> Iterator[np.ndarray]:
         """Decoded audio of the request. Frames are decoded as they are made; with ``verify`` a chunk's audio is
@@ -117,6 +120,11 @@ class SpeechStream:
             self.samples += piece.size
             yield piece
 
+    def extras(self) -> dict:
+        """What the result carries beyond the audio (:meth:`.record.Record.extras`): truncation, checks, word
+        times, captions, warnings, loudness, the saved voice."""
+        return self._record.extras()
+
     def metadata(self) -> dict:
         record = self._record
         duration = self.samples / self.sample_rate if self.sample_rate else 0.0
@@ -124,5 +132,5 @@ class SpeechStream:
             "format": self.request.format, "sample_rate": self.sample_rate, "duration_s": round(duration, 4),
             "frames": record.frames, "chunks": record.chunks, "seed": record.seed,
             "generation_s": round(record.generation_s, 4), "usage": record.usage.as_dict(),
-            "timings": {k: round(v, 4) for k, v in record.timings.items()}, **record.extras(),
+            "timings": {k: round(v, 4) for k, v in record.timings.items()}, **self.extras(),
         }
