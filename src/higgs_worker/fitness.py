@@ -198,8 +198,10 @@ def check_generation(service) -> str:
 def check_decode_path(service) -> Found:
     """The decode path the engine serves on and why (``DECODE_PATH``), with the self-check's figures where it ran.
     Never unfit: a fast path that failed its self-check leaves the worker serving on the eager one."""
-    choice = _engine(service).decode_choice
-    return f"{choice.path}: {choice.reason}", choice.as_dict()
+    engine = _engine(service)
+    choice, report = engine.decode_choice, engine.decode_report()
+    failure = f"; serving without CUDA graphs: {report['graph_failure']}" if report["graph_failure"] else ""
+    return f"{choice.path}: {choice.reason}{failure}", report
 
 
 # -- the spoken canary ------------------------------------------------------------------------------------------

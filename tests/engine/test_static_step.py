@@ -255,7 +255,8 @@ def test_graphs_are_captured_again_after_a_grow_and_shrink_back_to_the_same_capa
     cache = SlotCache(layers=1, rows=2, kv_heads=1, head_dim=4, capacity=8, dtype=torch.float32,
                       device=torch.device("cpu"))
     step = StaticStep.__new__(StaticStep)  # only the capture bookkeeping: no model behind it
-    step.cache, step._captured, step._captured_for, step._pool, step.captures = cache, {}, None, None, 0
+    step.cache = cache
+    step._forget_graphs()
     captured: list[torch.Tensor] = []  # the tensor each "graph" reads, fixed at capture as a graph's addresses are
 
     class Graph:

@@ -129,7 +129,7 @@ def test_check_command_passes_on_a_working_host(model_copy, tmp_path):
     assert report[0]["detail"] == "skipped: DEVICE=cpu"
     decode = report[3]
     assert decode["facts"] == {"path": "eager", "setting": "auto", "reason": decode["facts"]["reason"],
-                               "self_check": None}
+                               "self_check": None, "graph_failure": None}
     assert decode["detail"] == f"eager: {decode['facts']['reason']}" and "off a GPU" in decode["detail"]
     assert report[4]["detail"] == "skipped: no speech recognizer (ASR=off, or no model in ASR_PATH; FITNESS_CANARY=auto)"
     log = (tmp_path / "logs" / "server.log").read_text()
@@ -227,9 +227,14 @@ def test_when_the_canary_runs(env, tmp_path):
     assert canary_wanted(get_settings())[1].startswith("demo mode")
 
 
-def test_the_decode_path_check_reports_the_choice(service):
+def test_the_decode_path_check_reports_the_choice(service, monkeypatch):
     detail, facts = check_decode_path(service)
-    assert facts["path"] == "eager" and detail == f"eager: {facts['reason']}"
+    assert facts["path"] == "eager" and detail == f"eager: {facts['reason']}" and facts["graph_failure"] is None
+    # what serving found since the choice: a graph that could not be captured
+    monkeypatch.setattr(service.engine.scheduler, "graph_failure", "capturing the decode graph failed: nope")
+    detail, facts = check_decode_path(service)
+    assert detail.endswith("; serving without CUDA graphs: capturing the decode graph failed: nope")
+    assert facts["graph_failure"] == "capturing the decode graph failed: nope"
 
 
 def test_check_command_fails_a_model_the_real_tiny_whisper_cannot_hear(model_copy, tiny_model_dir, tmp_path):

@@ -118,10 +118,13 @@ class StaticStep:
         #: The shapes a captured graph needs (bucketed span, a mask, a whole-vocabulary ranking). Always with
         #: graphs; settable without them, to run the captured computation eagerly (the CPU tests do).
         self.fixed_shapes = graphs
+        self.captures = 0
+        self._forget_graphs()
+
+    def _forget_graphs(self) -> None:
         self._captured: dict[tuple, tuple[torch.cuda.CUDAGraph, object]] = {}  # shape key -> graph, its outputs
         self._captured_for: int | None = None  # the cache generation the graphs were captured on
-        self._pool = None
-        self.captures = 0
+        self._pool = None  # their memory pool: the next capture starts a new one
 
     def _run(self, rows: int, span: int, candidates: int | None, masked: bool = True) -> tuple[torch.Tensor, Slots]:
         return decode_and_choose(self.model, self.cache.keys, self.cache.values, self.frames_in, self.positions,
@@ -168,8 +171,7 @@ class StaticStep:
         # again for new tensors
         layout = self.cache.generation
         if layout != self._captured_for:  # the cache was reallocated: the graphs point at freed memory
-            self._captured.clear()
-            self._pool = None  # and their memory pool goes with them: the next capture starts a new one
+            self._forget_graphs()
             self._captured_for = layout
         entry = self._captured.get(key)
         if entry is None:
@@ -187,8 +189,7 @@ class StaticStep:
     def drop_graphs(self) -> None:
         """Run the same fixed shapes without graphs from now on (after a capture failed)."""
         self.graphs = False
-        self._captured.clear()
-        self._pool = None
+        self._forget_graphs()
 
     def _capture(self, key: tuple, fn: Callable):
         side = torch.cuda.Stream()
