@@ -241,10 +241,8 @@ def _streamed(request: Request, service: SpeechService, speech_request: SpeechRe
                                                        "output_tokens": usage["completion_tokens"],
                                                        "total_tokens": usage["total_tokens"]},
                 "seed": meta["seed"], "duration_s": meta["duration_s"], "truncated": meta["truncated"]}
-        for key in ("truncated_chunks", "saved_voice", "save_voice_error", "quality", "captions", "warnings",
-                    "loudness"):
-            if key in meta:
-                done[key] = meta[key]
+        # every fact a result carries beyond the audio (word times come in their own event, before this one)
+        done.update({key: value for key, value in stream.extras().items() if key != "words"})
         _observe(stream, state.metrics)
         words = ""
         if "words" in meta:  # word times of the audio just sent, heard once it is complete

@@ -6,14 +6,13 @@ Names are case-sensitive (they are file names on disk): a near miss is suggested
 from __future__ import annotations
 
 import difflib
-import re
 
-#: A preset or uploaded voice name, matched whole (``fullmatch``: no trailing newline slips through).
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
+from ..core.schema import VOICE_NAME
 
 
 def valid_name(name: str) -> bool:
-    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+    """A preset or uploaded voice name, matched whole (``fullmatch``: no trailing newline slips through)."""
+    return isinstance(name, str) and VOICE_NAME.fullmatch(name) is not None
 
 
 def likely_meant(name: str, names: list[str]) -> list[str]:
