@@ -31,7 +31,6 @@ import os
 import platform
 import queue
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -172,29 +171,19 @@ def server_overhead(requests: int) -> dict[str, float]:
     """Real server subprocess on loopback with the tiny model; overhead = wall - reported engine time."""
     import httpx
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from servers import Server  # the same helper the tests use
+    from bench.server import tiny_server
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = make_tiny_model(Path(tmp) / "tiny", seed=0)
-        server = Server({"MODEL_PATH": str(model / "model"), "TOKENIZER_PATH": str(model / "tokenizer"),
-                         "VOLUME_ROOT": str(Path(tmp) / "vol"), "LOG_DIR": str(Path(tmp) / "logs"),
-                         "HF_ENDPOINT": "http://127.0.0.1:9"}, Path(tmp))
-        try:
-            server.wait_ready()
-            body = {"model": "tts-1", "input": "Overhead.", "voice": "default", "response_format": "wav",
-                    "max_new_tokens": 20, "seed": 1}
-            overheads = []
-            with httpx.Client(base_url=server.url, timeout=60) as client:
-                for i in range(requests + 3):
-                    start = time.perf_counter()
-                    resp = client.post("/v1/audio/speech", json=body)
-                    wall = time.perf_counter() - start
-                    resp.raise_for_status()
-                    if i >= 3:  # the first requests warm up caches
-                        overheads.append((wall - float(resp.headers["x-engine-time"])) * 1000)
-        finally:
-            server.stop()
+    body = {"model": "tts-1", "input": "Overhead.", "voice": "default", "response_format": "wav",
+            "max_new_tokens": 20, "seed": 1}
+    overheads = []
+    with tiny_server(None) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for i in range(requests + 3):
+            start = time.perf_counter()
+            resp = client.post("/v1/audio/speech", json=body)
+            wall = time.perf_counter() - start
+            resp.raise_for_status()
+            if i >= 3:  # the first requests warm up caches
+                overheads.append((wall - float(resp.headers["x-engine-time"])) * 1000)
     overheads.sort()
     return {"server_overhead_ms_p50": round(statistics.median(overheads), 2),
             "server_overhead_ms_p95": round(overheads[min(len(overheads) - 1, int(0.95 * len(overheads)))], 2)}

@@ -28,4 +28,3 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'))" >&2
-scripts/setup-pipecat.sh  # Pipecat's own environment (.venv-pipecat) for tests/http/test_frameworks.py

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-dev.sh
+scripts/setup-pipecat.sh  # Pipecat's own environment (.venv-pipecat), for tests/http/test_frameworks.py only
 # One worker more than there are cores (PYTEST_WORKERS overrides): a test that waits (for a timeout, a browser, a
 # server's exit) leaves its core to the others. Each test file stays on one worker, so a file's server starts once.
 # Files are handed out in collection order, which tests/conftest.py starts with the slowest files (xdist's own

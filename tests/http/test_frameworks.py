@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import unavailable
 from fixture_voices import write_voices
 from openai import OpenAI
 from servers import Server, run_coroutine
@@ -89,10 +90,7 @@ def pipecat_python() -> Path:
     """Pipecat's own interpreter (``.venv-pipecat``): a skip naming the set-up script where it is missing, a failure
     with ``CI=true``."""
     if not PIPECAT_PYTHON.exists():
-        message = f"{PIPECAT_PYTHON.relative_to(REPO)} is missing (run scripts/setup-pipecat.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {message}")
-        pytest.skip(message)
+        unavailable(f"{PIPECAT_PYTHON.relative_to(REPO)} is missing (run scripts/setup-pipecat.sh)")
     return PIPECAT_PYTHON
 
 
