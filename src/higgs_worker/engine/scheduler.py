@@ -566,7 +566,8 @@ class Scheduler:
     def _serve_without_graphs(self, exc: CaptureFailed) -> None:
         """A graph that cannot be captured would fail every request the same way: run the fast path's fixed shapes
         (the computation the self-check compared) without graphs from now on, slower but serving, and say so."""
-        self.graph_failure = str(exc)[:500]
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        self.graph_failure = first[:300]  # shown on /health: one line; the whole error is in the log
         self.static.drop_graphs()
         log.error("serving without CUDA graphs from now on (the fast path's batched steps, launched one kernel at "
                   "a time): %s", exc, exc_info=exc)
